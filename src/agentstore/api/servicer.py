@@ -1,0 +1,189 @@
+"""The grpc.aio servicer: decode the request, call the service, encode the reply. Rules live in
+the service layer; status codes in api.errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from agentstore.api.errors import handle_errors
+from agentstore.api.mapping import (
+    duration_to_timedelta,
+    session_status_from_proto,
+    session_to_proto,
+    store_stats_to_proto,
+    struct_to_dict,
+    timestamp_to_datetime,
+)
+from agentstore.service.sessions import SessionService
+from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
+
+__all__ = ["SessionServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _status_value(value: int) -> Any:
+    """A proto status for a domain input: None when unspecified, the raw number when unknown
+    (validation then rejects it, naming the field)."""
+    if value == session_pb2.SESSION_STATUS_UNSPECIFIED:
+        return None
+    status = session_status_from_proto(value)
+    return status.value if status is not None else value
+
+
+def _with_state(view: int) -> bool:
+    return view != session_pb2.SESSION_VIEW_BASIC
+
+
+async def _unimplemented(context: Context, rpc: str) -> None:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet")
+
+
+class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
+    def __init__(self, sessions: SessionService) -> None:
+        self._sessions = sessions
+
+    @handle_errors
+    async def CreateSession(
+        self, request: session_service_pb2.CreateSessionRequest, context: Context
+    ) -> session_pb2.Session:
+        fields: dict[str, Any] = {
+            "session_id": request.session_id,
+            "app_name": request.app_name,
+            "user_id": request.user_id,
+            "agent_id": request.agent_id,
+            "metadata": struct_to_dict(request.metadata),
+            "state": struct_to_dict(request.state),
+        }
+        if (status := _status_value(request.status)) is not None:
+            fields["status"] = status
+        if request.HasField("ttl"):
+            fields["ttl"] = duration_to_timedelta(request.ttl)
+        return session_to_proto(await self._sessions.create(fields))
+
+    @handle_errors
+    async def GetSession(
+        self, request: session_service_pb2.GetSessionRequest, context: Context
+    ) -> session_pb2.Session:
+        session = await self._sessions.get(request.session_id, with_state=_with_state(request.view))
+        return session_to_proto(session)
+
+    @handle_errors
+    async def ListSessions(
+        self, request: session_service_pb2.ListSessionsRequest, context: Context
+    ) -> session_service_pb2.ListSessionsResponse:
+        page = await self._sessions.list(
+            {
+                "app_name": request.app_name,
+                "user_id": request.user_id,
+                "agent_id": request.agent_id,
+                "status": _status_value(request.status),
+                "show_deleted": request.show_deleted,
+            },
+            page_size_requested=request.page_size,
+            page_token=request.page_token,
+            with_state=_with_state(request.view),
+        )
+        return session_service_pb2.ListSessionsResponse(
+            sessions=[session_to_proto(session) for session in page.sessions],
+            next_page_token=page.next_page_token,
+        )
+
+    @handle_errors
+    async def UpdateSession(
+        self, request: session_service_pb2.UpdateSessionRequest, context: Context
+    ) -> session_pb2.Session:
+        if request.HasField("update_mask"):
+            paths = set(request.update_mask.paths)
+        else:
+            # No mask: change what the request sets (AIP-134).
+            present = {
+                "status": request.status != session_pb2.SESSION_STATUS_UNSPECIFIED,
+                "metadata": request.HasField("metadata"),
+                "state_delta": request.HasField("state_delta"),
+                "expire_time": request.HasField("expire_time"),
+                "ttl": request.HasField("ttl"),
+            }
+            paths = {path for path, is_set in present.items() if is_set}
+        fields: dict[str, Any] = {
+            "session_id": request.session_id,
+            "fields": frozenset(paths),
+            "status": _status_value(request.status),
+            "metadata": struct_to_dict(request.metadata),
+            "state_delta": struct_to_dict(request.state_delta),
+        }
+        if request.HasField("expire_time"):
+            fields["expire_time"] = timestamp_to_datetime(request.expire_time)
+        if request.HasField("ttl"):
+            fields["ttl"] = duration_to_timedelta(request.ttl)
+        if request.HasField("expected_version"):
+            fields["expected_version"] = request.expected_version
+        return session_to_proto(await self._sessions.update(fields))
+
+    @handle_errors
+    async def DeleteSession(
+        self, request: session_service_pb2.DeleteSessionRequest, context: Context
+    ) -> session_service_pb2.DeleteSessionResponse:
+        session = await self._sessions.delete(request.session_id, purge=request.purge)
+        response = session_service_pb2.DeleteSessionResponse()
+        if session is not None:
+            response.session.CopyFrom(session_to_proto(session))
+        return response
+
+    @handle_errors
+    async def UndeleteSession(
+        self, request: session_service_pb2.UndeleteSessionRequest, context: Context
+    ) -> session_pb2.Session:
+        return session_to_proto(await self._sessions.undelete(request.session_id))
+
+    @handle_errors
+    async def DeleteSessions(
+        self, request: session_service_pb2.DeleteSessionsRequest, context: Context
+    ) -> session_service_pb2.DeleteSessionsResponse:
+        count = await self._sessions.delete_many(
+            request.app_name, request.user_id, purge=request.purge
+        )
+        return session_service_pb2.DeleteSessionsResponse(deleted_count=count)
+
+    @handle_errors
+    async def GetStoreStats(
+        self, request: session_service_pb2.GetStoreStatsRequest, context: Context
+    ) -> session_service_pb2.StoreStats:
+        return store_stats_to_proto(await self._sessions.store_stats(request.app_name))
+
+    # The event RPCs land with their own issues; until then they say so plainly.
+
+    async def AppendEvents(
+        self,
+        request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
+        context: Context,
+    ) -> session_service_pb2.AppendEventsResponse:
+        await _unimplemented(context, "AppendEvents")
+        raise AssertionError("unreachable")
+
+    async def ListEvents(
+        self, request: session_service_pb2.ListEventsRequest, context: Context
+    ) -> session_service_pb2.ListEventsResponse:
+        await _unimplemented(context, "ListEvents")
+        raise AssertionError("unreachable")
+
+    async def StreamEvents(
+        self, request: session_service_pb2.StreamEventsRequest, context: Context
+    ) -> AsyncIterator[session_service_pb2.StreamEventsResponse]:
+        await _unimplemented(context, "StreamEvents")
+        yield session_service_pb2.StreamEventsResponse()
+
+    async def Search(
+        self, request: session_service_pb2.SearchRequest, context: Context
+    ) -> session_service_pb2.SearchResponse:
+        await _unimplemented(context, "Search")
+        raise AssertionError("unreachable")
+
+    async def GetSessionStats(
+        self, request: session_service_pb2.GetSessionStatsRequest, context: Context
+    ) -> session_service_pb2.SessionStats:
+        await _unimplemented(context, "GetSessionStats")
+        raise AssertionError("unreachable")

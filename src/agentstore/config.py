@@ -1,0 +1,162 @@
+"""Settings: one obvious way to configure. Each setting comes from its CLI flag, else its
+`AGENTSTORE_*` environment variable, else its default, and is validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from agentstore.domain.limits import Limits
+
+__all__ = ["ENV_PREFIX", "Settings", "default_data_dir", "env_name", "flag_name"]
+
+ENV_PREFIX = "AGENTSTORE_"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZE = re.compile(r"(\d+)(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, None: 1}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError("must be a duration such as 500ms, 30s, 5m, 2h or 7d")
+        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    return value
+
+
+def _parse_size(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError("must be a size such as 1048576, 512KiB or 1MiB")
+        return int(match[1]) * _SIZE_UNITS[match[2]]
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=1)]
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agentstore"
+
+
+class Settings(BaseModel):
+    """Everything the server can be told. Field descriptions are the `--help` text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listen: str = Field(
+        default="127.0.0.1:50051", description="HOST:PORT to serve gRPC on (port 0 picks one)"
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; when unset, an embedded PostgreSQL runs in the data dir",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="directory of the embedded PostgreSQL (used without a database URL)",
+    )
+    pool_min_size: int = Field(default=2, ge=1, description="connections kept open")
+    pool_max_size: int = Field(default=20, ge=1, description="most connections at once")
+    database_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="how long start-up waits for the database"
+    )
+    health_check_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how often health pings the database (NOT_SERVING while it fails)",
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=10),
+        description="on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+    )
+    reaper_interval: Duration = Field(
+        default=timedelta(seconds=60), description="how often expired sessions are purged"
+    )
+    expired_grace: Duration = Field(
+        default=timedelta(hours=1),
+        description="how long after expiring a session is purged (undelete works until then)",
+    )
+    deleted_retention: Duration | None = Field(
+        default=None,
+        description="purge soft-deleted sessions this long after deletion (unset: keep them)",
+    )
+    max_id_length: int = Field(default=128, ge=1, le=1024, description="longest id or name")
+    max_metadata_bytes: ByteSize = Field(
+        default=256 * 1024, description="largest metadata (as JSON) of a session or event"
+    )
+    max_state_bytes: ByteSize = Field(
+        default=256 * 1024, description="largest session state (as JSON)"
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be HOST:PORT, for example 127.0.0.1:50051 or [::]:50051")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(
+                "must be a PostgreSQL URL (postgresql://user@host:port/db) or a key=value "
+                f"connection string: {exc}"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError("pool_max_size must be at least pool_min_size")
+        return self
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @field_validator(
+        "database_timeout", "health_check_interval", "reaper_interval", "expired_grace"
+    )
+    @classmethod
+    def _check_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_id_length=self.max_id_length,
+            max_metadata_bytes=self.max_metadata_bytes,
+            max_state_bytes=self.max_state_bytes,
+        )
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()

@@ -1,0 +1,84 @@
+"""Domain errors: what can go wrong, independent of transport. The api layer maps each class
+to one gRPC status code in one place; `reason` is the stable ErrorInfo reason clients match on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyExists",
+    "DomainError",
+    "ExpectationFailed",
+    "FieldViolation",
+    "InvalidArgument",
+    "LimitExceeded",
+    "NotFound",
+    "StoreUnavailable",
+]
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: `field` is its path in the request (proto field names)."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error the service reports to callers on purpose."""
+
+    default_reason = "ERROR"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` names each bad field."""
+
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation], *, reason: str | None = None) -> None:
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(f"invalid argument: {summary}", reason=reason)
+        self.violations = violations
+
+    @classmethod
+    def of(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class NotFound(DomainError):
+    """The thing does not exist, or is soft-deleted or expired."""
+
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    """The thing to create exists already."""
+
+    default_reason = "ALREADY_EXISTS"
+
+
+class ExpectationFailed(DomainError):
+    """An `expected_*` guard of the request did not hold; `metadata` carries the current value."""
+
+    default_reason = "EXPECTATION_FAILED"
+
+
+class LimitExceeded(DomainError):
+    """A configured limit was hit."""
+
+    default_reason = "LIMIT_EXCEEDED"
+
+
+class StoreUnavailable(DomainError):
+    """The database cannot be reached right now; the call may be retried."""
+
+    default_reason = "STORE_UNAVAILABLE"

@@ -1,0 +1,20 @@
+"""Limits on what a request may carry. Configurable (see config.py); passed to validation as
+pydantic context so the models stay free of global state."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Limits"]
+
+KIB = 1024
+
+
+class Limits(BaseModel):
+    """Upper bounds applied to every request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_id_length: int = Field(default=128, ge=1, le=1024)
+    max_metadata_bytes: int = Field(default=256 * KIB, ge=1)
+    max_state_bytes: int = Field(default=256 * KIB, ge=1)

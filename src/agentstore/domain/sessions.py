@@ -1,0 +1,158 @@
+"""Sessions: the resource, the inputs that create and change it, and the rules on them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+from agentstore.domain.ids import SAFE_ID_PATTERN
+from agentstore.domain.limits import Limits
+
+__all__ = [
+    "Identifier",
+    "JsonObject",
+    "NewSession",
+    "OptionalIdentifier",
+    "Session",
+    "SessionFilter",
+    "SessionPatch",
+    "SessionStatus",
+    "StoreStats",
+    "json_size",
+]
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context or {}
+    limits = context.get("limits")
+    return limits if isinstance(limits, Limits) else Limits()
+
+
+def _check_identifier(value: str, info: ValidationInfo) -> str:
+    if value == "":
+        return value
+    max_length = _limits(info).max_id_length
+    if len(value) > max_length:
+        raise ValueError(f"must be at most {max_length} characters")
+    if not SAFE_ID_PATTERN.fullmatch(value):
+        raise ValueError("may only contain letters, digits and . _ : @ + -")
+    return value
+
+
+def _require_non_empty(value: str) -> str:
+    if value == "":
+        raise ValueError("is required")
+    return value
+
+
+def json_size(value: Any) -> int:
+    """Size in bytes of `value` as compact UTF-8 JSON: what the limits measure."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "\\u0000" in encoded:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    limits = _limits(info)
+    is_state = info.field_name in {"state", "state_delta"}
+    max_bytes = limits.max_state_bytes if is_state else limits.max_metadata_bytes
+    if len(encoded.encode()) > max_bytes:
+        raise ValueError(f"must be at most {max_bytes} bytes as JSON")
+    return value
+
+
+# An id or name of the safe alphabet; empty means "not given" where the field is optional.
+OptionalIdentifier = Annotated[str, AfterValidator(_check_identifier)]
+Identifier = Annotated[str, AfterValidator(_check_identifier), AfterValidator(_require_non_empty)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A stored session, as read from the store."""
+
+    id: str
+    app_name: str
+    user_id: str
+    agent_id: str
+    status: SessionStatus
+    metadata: dict[str, Any]
+    state: dict[str, Any]
+    version: int
+    last_seq: int
+    event_count: int
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime | None
+    delete_time: datetime | None
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NewSession(_Input):
+    """What CreateSession asks for. An empty `session_id` means the server makes one."""
+
+    session_id: OptionalIdentifier = ""
+    app_name: Identifier
+    user_id: OptionalIdentifier = ""
+    agent_id: OptionalIdentifier = ""
+    status: SessionStatus = SessionStatus.ACTIVE
+    metadata: JsonObject = Field(default_factory=dict)
+    state: JsonObject = Field(default_factory=dict)
+    ttl: timedelta | None = None
+
+
+class SessionPatch(_Input):
+    """What UpdateSession changes: only the fields named in `fields` are applied.
+
+    `expire_time` and `ttl` both set the expiry; with `expire_time` in `fields` and both unset,
+    the session stops expiring."""
+
+    session_id: Identifier
+    fields: frozenset[str]
+    status: SessionStatus | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    state_delta: JsonObject = Field(default_factory=dict)
+    expire_time: datetime | None = None
+    ttl: timedelta | None = None
+    expected_version: int | None = None
+
+
+class SessionFilter(_Input):
+    """Which sessions ListSessions returns: empty strings match everything."""
+
+    app_name: OptionalIdentifier = ""
+    user_id: OptionalIdentifier = ""
+    agent_id: OptionalIdentifier = ""
+    status: SessionStatus | None = None
+    show_deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts over the sessions of the store or of one app."""
+
+    total_sessions: int
+    active_sessions: int
+    deleted_sessions: int
+    expired_sessions: int
+    total_events: int
+    active_sessions_by_status: dict[str, int]
+
+    @property
+    def average_events_per_session(self) -> float:
+        return self.total_events / self.total_sessions if self.total_sessions else 0.0

@@ -1,0 +1,149 @@
+"""Session use cases: validation and rules on top of the session repository."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentstore.domain.errors import InvalidArgument
+from agentstore.domain.ids import new_uuid7
+from agentstore.domain.limits import Limits
+from agentstore.domain.sessions import (
+    NewSession,
+    Session,
+    SessionFilter,
+    SessionPatch,
+    StoreStats,
+)
+from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.validation import validate, validate_identifier
+from agentstore.store.sessions import SessionRepository
+
+__all__ = ["UPDATABLE_FIELDS", "SessionPage", "SessionService"]
+
+# The paths UpdateSession's update_mask may name.
+UPDATABLE_FIELDS = frozenset({"status", "metadata", "state_delta", "expire_time", "ttl"})
+LIST_PAGE = PageSize(default=50, maximum=1000)
+REAP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[Session]
+    next_page_token: str
+
+
+class SessionService:
+    def __init__(self, repository: SessionRepository, limits: Limits) -> None:
+        self._repository = repository
+        self._limits = limits
+
+    async def create(self, request: dict[str, Any]) -> Session:
+        """Create a session from CreateSession's fields; raises `InvalidArgument` and
+        `AlreadyExists`."""
+        new = validate(NewSession, request, self._limits)
+        if new.ttl is not None and new.ttl <= timedelta(0):
+            raise InvalidArgument.of("ttl", "must be positive")
+        return await self._repository.insert(
+            session_id=new.session_id or new_uuid7(),
+            app_name=new.app_name,
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            status=new.status,
+            metadata=new.metadata,
+            state=new.state,
+            ttl=new.ttl,
+        )
+
+    async def get(self, session_id: str, *, with_state: bool = True) -> Session:
+        self._check_id("session_id", session_id)
+        return await self._repository.get(session_id, with_state=with_state)
+
+    async def list(
+        self,
+        request: dict[str, Any],
+        *,
+        page_size_requested: int,
+        page_token: str,
+        with_state: bool = True,
+    ) -> SessionPage:
+        session_filter = validate(SessionFilter, request, self._limits)
+        limit = page_size(page_size_requested, LIST_PAGE)
+        filters = session_filter.model_dump(mode="json")
+        position = decode_page_token(page_token, filters)
+        after = None
+        if position is not None:
+            try:
+                after = (datetime.fromisoformat(position[0]), str(position[1]))
+            except (ValueError, IndexError, TypeError) as exc:
+                raise InvalidArgument.of("page_token", "is malformed") from exc
+        sessions = await self._repository.list(
+            session_filter, after=after, limit=limit + 1, with_state=with_state
+        )
+        next_token = ""
+        if len(sessions) > limit:
+            sessions = sessions[:limit]
+            last = sessions[-1]
+            next_token = encode_page_token([last.create_time.isoformat(), last.id], filters)
+        return SessionPage(sessions, next_token)
+
+    async def update(self, request: dict[str, Any]) -> Session:
+        """Apply UpdateSession; `request["fields"]` holds the paths to change."""
+        unknown = sorted(set(request.get("fields", ())) - UPDATABLE_FIELDS)
+        if unknown:
+            raise InvalidArgument.of(
+                "update_mask",
+                f"unknown path {unknown[0]!r}; allowed: {', '.join(sorted(UPDATABLE_FIELDS))}",
+            )
+        patch = validate(SessionPatch, request, self._limits)
+        if not patch.fields:
+            raise InvalidArgument.of("update_mask", "names no field to change")
+        if "status" in patch.fields and patch.status is None:
+            raise InvalidArgument.of("status", "must be set when it is in the update mask")
+        if {"expire_time", "ttl"} <= patch.fields and patch.ttl and patch.expire_time:
+            raise InvalidArgument.of("ttl", "cannot be combined with expire_time")
+        if patch.expire_time is not None and patch.expire_time <= datetime.now(UTC):
+            raise InvalidArgument.of("expire_time", "must be in the future")
+        if patch.ttl is not None and patch.ttl <= timedelta(0):
+            raise InvalidArgument.of("ttl", "must be positive")
+        return await self._repository.update(patch, max_state_bytes=self._limits.max_state_bytes)
+
+    async def delete(self, session_id: str, *, purge: bool) -> Session | None:
+        """Soft-delete (returning the deleted session) or purge (returning None)."""
+        self._check_id("session_id", session_id)
+        if purge:
+            await self._repository.purge(session_id)
+            return None
+        return await self._repository.soft_delete(session_id)
+
+    async def undelete(self, session_id: str) -> Session:
+        self._check_id("session_id", session_id)
+        return await self._repository.undelete(session_id)
+
+    async def delete_many(self, app_name: str, user_id: str, *, purge: bool) -> int:
+        self._check_id("app_name", app_name)
+        if user_id:
+            self._check_id("user_id", user_id)
+        return await self._repository.delete_many(app_name, user_id, purge=purge)
+
+    async def store_stats(self, app_name: str) -> StoreStats:
+        if app_name:
+            self._check_id("app_name", app_name)
+        return await self._repository.store_stats(app_name)
+
+    async def reap(self, *, expired_grace: timedelta, deleted_retention: timedelta | None) -> int:
+        """Purge sessions expired longer than `expired_grace` ago and, when a retention is
+        given, sessions soft-deleted longer than it ago. Returns how many were purged."""
+        purged = 0
+        while (count := await self._repository.purge_expired(expired_grace, REAP_BATCH)) > 0:
+            purged += count
+        if deleted_retention is not None:
+            while (
+                count := await self._repository.purge_deleted(deleted_retention, REAP_BATCH)
+            ) > 0:
+                purged += count
+        return purged
+
+    def _check_id(self, field: str, value: str) -> None:
+        validate_identifier(field, value, self._limits)

@@ -1,0 +1,73 @@
+"""The connection pool: the only object that holds database connections for request work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from agentstore.domain.errors import StoreUnavailable
+
+__all__ = ["Connection", "Database"]
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[dict[str, object]]
+
+
+async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
+    # Sessions and events compare times with now(): keep every connection in UTC so that
+    # timestamps come back timezone-aware and identical whatever the server's TimeZone is.
+    await connection.execute("SET TIME ZONE 'UTC'")
+    await connection.commit()
+
+
+class Database:
+    """Owns an `AsyncConnectionPool`. Repositories borrow connections through `connection()`;
+    connection failures surface as `StoreUnavailable`."""
+
+    def __init__(self, conninfo: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.conninfo = conninfo
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=_configure,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            check=AsyncConnectionPool.check_connection,
+            name="agentstore",
+        )
+
+    async def open(self, wait_seconds: float = 30.0) -> None:
+        """Open the pool and wait until `min_size` connections are up.
+
+        Raises `psycopg_pool.PoolTimeout` when the database does not answer in time."""
+        await self._pool.open(wait=True, timeout=wait_seconds)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.connection() as connection:
+                await connection.execute("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction, committed when the block exits normally
+        and rolled back when it raises."""
+        try:
+            async with self._pool.connection() as connection:
+                yield connection
+        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+            log.warning("database unavailable", extra={"error": str(exc)})
+            raise StoreUnavailable("the database is unavailable; retry later") from exc

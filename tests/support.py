@@ -1,0 +1,80 @@
+"""Helpers for tests: URLs, error details, and waiting for a subprocess server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+SERVING_LINE = re.compile(rb"agentstore serving on (\S+):(\d+)")
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` with its database replaced by `name`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass
+class ErrorDetails:
+    code: grpc.StatusCode
+    reason: str
+    metadata: dict[str, str]
+    fields: dict[str, str]
+
+
+def error_details(error: grpc.aio.AioRpcError) -> ErrorDetails:
+    """The code, ErrorInfo reason and metadata, and BadRequest field violations of an error."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    reason, metadata, fields = "", {}, {}
+    for detail in status.details if status else []:
+        info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Unpack(bad_request):
+            fields = {v.field: v.description for v in bad_request.field_violations}
+    return ErrorDetails(error.code(), reason, metadata, fields)
+
+
+class ServerProcess:
+    """`agentstore serve` in a subprocess: started, waited on until it serves, stopped."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.process: asyncio.subprocess.Process | None = None
+        self.address = ""
+        self.log = b""
+
+    async def start(self, timeout: float = 60.0) -> str:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentstore", "serve", "--listen", "127.0.0.1:0", *self.args,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).parent.parent,
+        )
+        self.address = await asyncio.wait_for(self._wait_serving(), timeout)
+        return self.address
+
+    async def _wait_serving(self) -> str:
+        assert self.process is not None and self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.log += line
+            if match := SERVING_LINE.search(line):
+                return f"{match[1].decode()}:{match[2].decode()}"
+        raise AssertionError(f"server exited before serving:\n{self.log.decode()}")
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then the exit code."""
+        assert self.process is not None
+        self.process.terminate()
+        assert self.process.stderr is not None
+        rest, _ = await asyncio.wait_for(self.process.communicate(), timeout)
+        self.log += rest or b""
+        return await self.process.wait()
