@@ -14,12 +14,12 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from agentstore.v1 import session_service_pb2_grpc
 from psycopg import sql
 
 from agentstore.app import AgentStoreServer
 from agentstore.config import Settings
 from agentstore.store.embedded import EmbeddedPostgres
-from agentstore.v1 import session_service_pb2_grpc
 from tests.support import with_database
 
 CreateDatabase = Callable[[], Awaitable[str]]
@@ -122,4 +122,4 @@ def scratch_dir(tmp_path: Path) -> Iterator[Path]:
     # The embedded PostgreSQL runs as an unprivileged user when the tests run as root: it
     # needs to reach its data directory.
     tmp_path.chmod(0o755)
-    yield tmp_path
+    return tmp_path

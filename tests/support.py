@@ -53,28 +53,35 @@ class ServerProcess:
         self.address = ""
         self.log = b""
 
-    async def start(self, timeout: float = 60.0) -> str:
+    async def start(self, within: float = 60.0) -> str:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentstore", "serve", "--listen", "127.0.0.1:0", *self.args,
+            sys.executable,
+            "-m",
+            "agentstore",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            *self.args,
             stderr=asyncio.subprocess.PIPE,
             cwd=Path(__file__).parent.parent,
         )
-        self.address = await asyncio.wait_for(self._wait_serving(), timeout)
+        self.address = await asyncio.wait_for(self._wait_serving(), within)
         return self.address
 
     async def _wait_serving(self) -> str:
-        assert self.process is not None and self.process.stderr is not None
+        assert self.process is not None
+        assert self.process.stderr is not None
         while line := await self.process.stderr.readline():
             self.log += line
             if match := SERVING_LINE.search(line):
                 return f"{match[1].decode()}:{match[2].decode()}"
         raise AssertionError(f"server exited before serving:\n{self.log.decode()}")
 
-    async def stop(self, timeout: float = 30.0) -> int:
+    async def stop(self, within: float = 30.0) -> int:
         """SIGTERM, then the exit code."""
         assert self.process is not None
         self.process.terminate()
         assert self.process.stderr is not None
-        rest, _ = await asyncio.wait_for(self.process.communicate(), timeout)
+        _, rest = await asyncio.wait_for(self.process.communicate(), within)
         self.log += rest or b""
         return await self.process.wait()

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PACKAGE = Path("agentstore") / "v1"
 
-INIT_HEADER = '''"""Generated stubs of the agentstore.v1 contract. Do not edit: run `python tools/codegen.py`."""
-
-'''
+INIT_HEADER = (
+    '"""Generated stubs of the agentstore.v1 contract.'
+    ' Do not edit: run `python tools/codegen.py`."""\n\n'
+)
 
 
 def proto_files() -> list[Path]:

@@ -24,7 +24,7 @@ from agentstore.config import Settings
 from agentstore.service.sessions import SessionService
 from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
-from agentstore.store.migrations import MigrationError, apply_migrations
+from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.sessions import SessionRepository
 from agentstore.v1 import session_service_pb2, session_service_pb2_grpc
 

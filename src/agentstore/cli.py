@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,9 +19,19 @@ from agentstore.logs import configure_logging
 __all__ = ["load_settings", "main"]
 
 
+def _display(value: object) -> str:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds >= size and seconds % size == 0:
+                return f"{int(seconds // size)}{unit}"
+        return f"{seconds:g}s"
+    return "unset" if value is None else str(value)
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
+        default = _display(field.get_default(call_default_factory=True))
         parser.add_argument(
             flag_name(name),
             dest=name,

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from agentstore.v1 import session_pb2
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
-from agentstore.v1 import session_pb2, session_service_pb2 as pb
-from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.support import error_details
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -44,17 +45,23 @@ async def test_create_makes_a_uuid7_and_returns_the_session(
     stub: SessionServiceStub, app_name: str
 ) -> None:
     session = await create(
-        stub, app_name, user_id="u-1", agent_id="planner",
-        metadata=struct(title="hello"), state=struct(step=1, tags=["a"]),
+        stub,
+        app_name,
+        user_id="u-1",
+        agent_id="planner",
+        metadata=struct(title="hello"),
+        state=struct(step=1, tags=["a"]),
     )
     assert UUID7.fullmatch(session.id)
     assert (session.app_name, session.user_id, session.agent_id) == (app_name, "u-1", "planner")
     assert session.status == session_pb2.SESSION_STATUS_ACTIVE
     assert dict(session.metadata) == {"title": "hello"}
-    assert session.state["step"] == 1 and list(session.state["tags"]) == ["a"]
+    assert session.state["step"] == 1
+    assert list(session.state["tags"]) == ["a"]
     assert (session.version, session.last_seq, session.event_count) == (1, 0, 0)
     assert session.create_time == session.update_time
-    assert not session.HasField("expire_time") and not session.HasField("delete_time")
+    assert not session.HasField("expire_time")
+    assert not session.HasField("delete_time")
 
 
 async def test_create_keeps_a_client_id_and_get_returns_it(
@@ -125,7 +132,8 @@ async def test_basic_view_leaves_out_state(stub: SessionServiceStub, app_name: s
     basic = await stub.GetSession(
         pb.GetSessionRequest(session_id=created.id, view=session_pb2.SESSION_VIEW_BASIC)
     )
-    assert dict(basic.state) == {} and dict(basic.metadata) == {"m": 1}
+    assert dict(basic.state) == {}
+    assert dict(basic.metadata) == {"m": 1}
     listed = await stub.ListSessions(
         pb.ListSessionsRequest(app_name=app_name, view=session_pb2.SESSION_VIEW_BASIC)
     )
@@ -256,9 +264,7 @@ async def test_update_with_a_stale_expected_version_is_aborted_and_writes_nothin
     await stub.UpdateSession(pb.UpdateSessionRequest(session_id=session.id, metadata=struct(v=2)))
     error = await expect_error(
         stub.UpdateSession(
-            pb.UpdateSessionRequest(
-                session_id=session.id, metadata=struct(v=3), expected_version=1
-            )
+            pb.UpdateSessionRequest(session_id=session.id, metadata=struct(v=3), expected_version=1)
         ),
         grpc.StatusCode.ABORTED,
     )
@@ -266,7 +272,8 @@ async def test_update_with_a_stale_expected_version_is_aborted_and_writes_nothin
     assert details.reason == "VERSION_MISMATCH"
     assert details.metadata["current_version"] == "2"
     current = await stub.GetSession(pb.GetSessionRequest(session_id=session.id))
-    assert dict(current.metadata) == {"v": 2} and current.version == 2
+    assert dict(current.metadata) == {"v": 2}
+    assert current.version == 2
     ok = await stub.UpdateSession(
         pb.UpdateSessionRequest(session_id=session.id, metadata=struct(v=3), expected_version=2)
     )
@@ -290,7 +297,8 @@ async def test_concurrent_guarded_updates_let_exactly_one_win(
     )
     winners = [r for r in results if isinstance(r, session_pb2.Session)]
     losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert len(winners) == 1 and len(losers) == 7
+    assert len(winners) == 1
+    assert len(losers) == 7
     assert all(loser.code() == grpc.StatusCode.ABORTED for loser in losers)
 
 
@@ -329,7 +337,8 @@ async def test_update_that_would_grow_state_past_the_limit_writes_nothing(
     )
     assert "state_delta" in error_details(error).fields
     unchanged = await stub.GetSession(pb.GetSessionRequest(session_id=session.id))
-    assert unchanged.version == 1 and set(unchanged.state.keys()) == {"first"}
+    assert unchanged.version == 1
+    assert set(unchanged.state.keys()) == {"first"}
 
 
 async def test_update_of_an_unknown_session_is_not_found(stub: SessionServiceStub) -> None:
@@ -344,7 +353,8 @@ async def test_soft_delete_hides_the_session_until_undeleted(
 ) -> None:
     session = await create(stub, app_name)
     deleted = await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session.id))
-    assert deleted.session.HasField("delete_time") and deleted.session.version == 2
+    assert deleted.session.HasField("delete_time")
+    assert deleted.session.version == 2
 
     await expect_error(
         stub.GetSession(pb.GetSessionRequest(session_id=session.id)), grpc.StatusCode.NOT_FOUND
@@ -361,7 +371,8 @@ async def test_soft_delete_hides_the_session_until_undeleted(
     assert [s.id for s in everything.sessions] == [session.id]
 
     restored = await stub.UndeleteSession(pb.UndeleteSessionRequest(session_id=session.id))
-    assert not restored.HasField("delete_time") and restored.version == 3
+    assert not restored.HasField("delete_time")
+    assert restored.version == 3
     assert (await stub.GetSession(pb.GetSessionRequest(session_id=session.id))).id == session.id
 
 
@@ -417,7 +428,9 @@ async def test_delete_sessions_by_user_then_by_app(stub: SessionServiceStub, app
         await create(stub, app_name, user_id=user)
     other_app = await create(stub, f"{app_name}-x", user_id="alice")
 
-    by_user = await stub.DeleteSessions(pb.DeleteSessionsRequest(app_name=app_name, user_id="alice"))
+    by_user = await stub.DeleteSessions(
+        pb.DeleteSessionsRequest(app_name=app_name, user_id="alice")
+    )
     assert by_user.deleted_count == 2
     remaining = await stub.ListSessions(pb.ListSessionsRequest(app_name=app_name))
     assert [s.user_id for s in remaining.sessions] == ["bob"]
@@ -462,9 +475,7 @@ async def test_an_expired_session_behaves_as_deleted(
     assert not restored.HasField("expire_time")
 
 
-async def test_update_can_set_and_clear_the_expiry(
-    stub: SessionServiceStub, app_name: str
-) -> None:
+async def test_update_can_set_and_clear_the_expiry(stub: SessionServiceStub, app_name: str) -> None:
     session = await create(stub, app_name)
     when = timestamp_pb2.Timestamp()
     when.FromDatetime(datetime.now(UTC) + timedelta(days=1))
@@ -505,7 +516,8 @@ async def test_store_stats_count_sessions_by_standing(
     stats = await stub.GetStoreStats(pb.GetStoreStatsRequest(app_name=app_name))
     assert (stats.total_sessions, stats.active_sessions) == (5, 3)
     assert (stats.deleted_sessions, stats.expired_sessions) == (1, 1)
-    assert stats.total_events == 0 and stats.average_events_per_session == 0
+    assert stats.total_events == 0
+    assert stats.average_events_per_session == 0
     assert dict(stats.active_sessions_by_status) == {"active": 2, "completed": 1}
 
     everywhere = await stub.GetStoreStats(pb.GetStoreStatsRequest())

@@ -1,0 +1,25 @@
+# Build a wheel that merges the server (src/) and the generated stubs (generated/).
+FROM python:3.11-slim AS build
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY generated ./generated
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Run as an unprivileged user; without AGENTSTORE_DATABASE_URL the embedded PostgreSQL keeps
+# its data in the /data volume.
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 agentstore \
+    && mkdir /data && chown agentstore:agentstore /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER agentstore
+ENV AGENTSTORE_LISTEN=0.0.0.0:50051 \
+    AGENTSTORE_DATA_DIR=/data
+VOLUME /data
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+    CMD python -c "import grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
+s = g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=2); \
+raise SystemExit(s.status != h.HealthCheckResponse.SERVING)"
+ENTRYPOINT ["agentstore", "serve"]

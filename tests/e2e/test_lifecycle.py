@@ -1,0 +1,161 @@
+"""The server as an operator runs it: `agentstore serve` in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import psycopg
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support import ServerProcess
+
+CreateDatabase = Callable[[], Awaitable[str]]
+
+
+async def create_and_read_back(address: str, session_id: str | None = None) -> str:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = SessionServiceStub(channel)
+        if session_id is None:
+            session = await stub.CreateSession(pb.CreateSessionRequest(app_name="restart"))
+            return session.id
+        session = await stub.GetSession(pb.GetSessionRequest(session_id=session_id))
+        return session.id
+
+
+async def test_embedded_database_keeps_data_across_restarts(scratch_dir: Path) -> None:
+    first = ServerProcess("--data-dir", str(scratch_dir))
+    session_id = await create_and_read_back(await first.start())
+    assert await first.stop() == 0, first.log.decode()
+
+    second = ServerProcess("--data-dir", str(scratch_dir))
+    assert await create_and_read_back(await second.start(), session_id) == session_id
+    assert await second.stop() == 0, second.log.decode()
+    assert b"embedded postgres stopped" in second.log
+
+
+async def test_external_database_keeps_data_across_restarts(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    first = ServerProcess("--database-url", url)
+    session_id = await create_and_read_back(await first.start())
+    assert await first.stop() == 0, first.log.decode()
+
+    second = ServerProcess("--database-url", url)
+    assert await create_and_read_back(await second.start(), session_id) == session_id
+    assert await second.stop() == 0, second.log.decode()
+
+
+async def test_two_servers_starting_at_once_on_an_empty_database_both_serve(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    servers = [ServerProcess("--database-url", url) for _ in range(2)]
+    addresses = await asyncio.gather(*(server.start() for server in servers))
+    session_id = await create_and_read_back(addresses[0])
+    assert await create_and_read_back(addresses[1], session_id) == session_id
+    assert [await server.stop() for server in servers] == [0, 0]
+    async with await psycopg.AsyncConnection.connect(url) as connection:
+        cursor = await connection.execute("SELECT count(*) FROM schema_migrations")
+        assert await cursor.fetchone() == (1,)
+
+
+async def test_sigterm_reports_not_serving_drains_in_flight_calls_and_exits_zero(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    server = ServerProcess("--database-url", url, "--shutdown-grace", "20s")
+    address = await server.start()
+    session_id = await create_and_read_back(address)
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+        # Hold the session's row lock so that an update is in flight when SIGTERM arrives.
+        async with await psycopg.AsyncConnection.connect(url) as blocker:
+            await blocker.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (session_id,))
+            update = asyncio.ensure_future(
+                SessionServiceStub(channel).UpdateSession(
+                    pb.UpdateSessionRequest(session_id=session_id, ttl={"seconds": 60})
+                )
+            )
+            await wait_for_lock_waiter(url)
+            assert server.process is not None
+            server.process.terminate()
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            await blocker.rollback()
+        updated = await update
+        assert updated.version == 2
+    assert await server.stop() == 0, server.log.decode()
+    assert b"agentstore stopped" in server.log
+
+
+async def wait_for_lock_waiter(url: str) -> None:
+    """Return once some backend waits for a row lock: the update has reached the database."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        while True:
+            cursor = await connection.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] > 0:
+                return
+
+
+async def test_an_unreachable_database_stops_start_up_with_a_clear_message() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentstore",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgresql://postgres@127.0.0.1:1/none",
+        "--database-timeout",
+        "2s",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"agentstore: cannot reach the database" in stderr
+    assert b"Traceback" not in stderr
+
+
+async def test_a_bad_setting_stops_start_up_naming_the_flag() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentstore",
+        "serve",
+        "--listen",
+        "nowhere",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"agentstore: invalid --listen / AGENTSTORE_LISTEN" in stderr
+
+
+async def test_migrate_command_applies_and_reports(create_database: CreateDatabase) -> None:
+    url = await create_database()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentstore",
+        "migrate",
+        "--database-url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert stdout.strip() == b"applied 1 migration(s)"
