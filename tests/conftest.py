@@ -14,12 +14,12 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from agentstore.v1 import session_service_pb2_grpc
 from psycopg import sql
 
 from agentstore.app import AgentStoreServer
 from agentstore.config import Settings
 from agentstore.store.embedded import EmbeddedPostgres
+from agentstore.v1 import session_service_pb2_grpc
 from tests.support import with_database
 
 CreateDatabase = Callable[[], Awaitable[str]]

@@ -99,6 +99,15 @@ class Settings(BaseModel):
     max_state_bytes: ByteSize = Field(
         default=256 * 1024, description="largest session state (as JSON)"
     )
+    max_event_bytes: ByteSize = Field(
+        default=1024 * 1024, description="largest event (encoded) in an append"
+    )
+    max_events_per_message: int = Field(
+        default=1000, ge=1, description="most events in one AppendEvents request message"
+    )
+    max_message_bytes: ByteSize = Field(
+        default=16 * 1024 * 1024, description="largest AppendEvents request message (encoded)"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("listen")
@@ -151,6 +160,9 @@ class Settings(BaseModel):
             max_id_length=self.max_id_length,
             max_metadata_bytes=self.max_metadata_bytes,
             max_state_bytes=self.max_state_bytes,
+            max_event_bytes=self.max_event_bytes,
+            max_events_per_message=self.max_events_per_message,
+            max_message_bytes=self.max_message_bytes,
         )
 
 

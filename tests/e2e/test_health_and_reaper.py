@@ -9,13 +9,13 @@ from datetime import timedelta
 import grpc
 import psycopg
 import pytest
-from agentstore.v1 import session_service_pb2 as pb
-from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from agentstore.app import AgentStoreServer
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import server_settings
 
 

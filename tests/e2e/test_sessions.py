@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
+
 from agentstore.v1 import session_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
-
 from tests.support import error_details
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 
@@ -14,29 +15,9 @@ async def test_search_is_unimplemented(stub: SessionServiceStub) -> None:
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_list_events_is_unimplemented(stub: SessionServiceStub) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.ListEvents(pb.ListEventsRequest(session_id="x"))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 async def test_stream_events_is_unimplemented(stub: SessionServiceStub) -> None:
     call = stub.StreamEvents(pb.StreamEventsRequest(session_id="x"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in call:
             pass
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
-async def test_append_events_is_unimplemented(stub: SessionServiceStub) -> None:
-    call = stub.AppendEvents()
-    await call.done_writing()
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
-async def test_session_stats_is_unimplemented(stub: SessionServiceStub) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetSessionStats(pb.GetSessionStatsRequest(session_id="x"))
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -61,7 +61,7 @@ def status_for(error: DomainError) -> grpc.Status:
             )
         )
     ]
-    if isinstance(error, InvalidArgument):
+    if isinstance(error, InvalidArgument | LimitExceeded):
         details.append(
             _pack(
                 error_details_pb2.BadRequest(

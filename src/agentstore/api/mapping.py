@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
-from agentstore.v1 import session_pb2, session_service_pb2
+from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
+    "append_request_fields",
+    "event_to_proto",
+    "session_stats_to_proto",
     "session_status_from_proto",
     "session_to_proto",
     "store_stats_to_proto",
@@ -35,7 +39,24 @@ def session_status_from_proto(value: int) -> SessionStatus | None:
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
+    """A Struct as plain JSON values; whole numbers become ints (Struct only has doubles)."""
+    return {key: _value_to_python(value) for key, value in message.fields.items()}
+
+
+def _value_to_python(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value_to_python(item) for item in value.list_value.values]
+    return None
 
 
 def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
@@ -90,3 +111,77 @@ def store_stats_to_proto(stats: StoreStats) -> session_service_pb2.StoreStats:
         average_events_per_session=stats.average_events_per_session,
         active_sessions_by_status=stats.active_sessions_by_status,
     )
+
+
+def _event_fields(event: event_pb2.Event) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "author": event.author,
+        "invocation_id": event.invocation_id,
+        "agent_id": event.agent_id,
+        "branch": event.branch,
+        "size_bytes": event.ByteSize(),
+    }
+    if event.HasField("content"):
+        fields["content"] = {"role": event.content.role, "text": event.content.text}
+    if event.HasField("data"):
+        fields["data"] = struct_to_dict(event.data)
+    if event.HasField("actions"):
+        fields["actions"] = {"state_delta": struct_to_dict(event.actions.state_delta)}
+    if event.HasField("metadata"):
+        fields["metadata"] = struct_to_dict(event.metadata)
+    return fields
+
+
+def append_request_fields(request: session_service_pb2.AppendEventsRequest) -> dict[str, Any]:
+    """An AppendEvents message as the service takes it. Fields the server sets (seq,
+    position, session_id and create_time of events) are ignored."""
+    fields: dict[str, Any] = {
+        "session_id": request.session_id,
+        "events": [_event_fields(event) for event in request.events],
+        "size_bytes": request.ByteSize(),
+    }
+    if request.HasField("expected_last_seq"):
+        fields["expected_last_seq"] = request.expected_last_seq
+    return fields
+
+
+def event_to_proto(event: Event) -> event_pb2.Event:
+    message = event_pb2.Event(
+        event_id=event.event_id,
+        session_id=event.session_id,
+        seq=event.seq,
+        position=event.position,
+        type=event.type,
+        author=event.author,
+        invocation_id=event.invocation_id,
+        agent_id=event.agent_id,
+        branch=event.branch,
+        create_time=datetime_to_timestamp(event.create_time),
+    )
+    if event.content_role or event.content_text:
+        message.content.role = event.content_role
+        message.content.text = event.content_text
+    if event.data is not None:
+        message.data.update(event.data)
+    if event.state_delta:
+        message.actions.state_delta.update(event.state_delta)
+    if event.metadata is not None:
+        message.metadata.update(event.metadata)
+    return message
+
+
+def session_stats_to_proto(stats: SessionStats) -> session_service_pb2.SessionStats:
+    message = session_service_pb2.SessionStats(
+        event_count=stats.event_count,
+        events_by_type=stats.events_by_type,
+        events_by_author=stats.events_by_author,
+        events_by_role=stats.events_by_role,
+        text_chars=stats.text_chars,
+    )
+    if stats.first_event_time is not None:
+        message.first_event_time.CopyFrom(datetime_to_timestamp(stats.first_event_time))
+    if stats.last_event_time is not None:
+        message.last_event_time.CopyFrom(datetime_to_timestamp(stats.last_event_time))
+    return message

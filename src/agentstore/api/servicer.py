@@ -10,13 +10,17 @@ import grpc
 
 from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
+    append_request_fields,
     duration_to_timedelta,
+    event_to_proto,
+    session_stats_to_proto,
     session_status_from_proto,
     session_to_proto,
     store_stats_to_proto,
     struct_to_dict,
     timestamp_to_datetime,
 )
+from agentstore.service.events import EventService
 from agentstore.service.sessions import SessionService
 from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
@@ -43,8 +47,9 @@ async def _unimplemented(context: Context, rpc: str) -> None:
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionService) -> None:
+    def __init__(self, sessions: SessionService, events: EventService) -> None:
         self._sessions = sessions
+        self._events = events
 
     @handle_errors
     async def CreateSession(
@@ -154,21 +159,55 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_service_pb2.StoreStats:
         return store_stats_to_proto(await self._sessions.store_stats(request.app_name))
 
-    # The event RPCs land with their own issues; until then they say so plainly.
-
+    @handle_errors
     async def AppendEvents(
         self,
         request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
-        await _unimplemented(context, "AppendEvents")
-        raise AssertionError("unreachable")
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            async for request in request_iterator:
+                yield append_request_fields(request)
 
+        totals = await self._events.append_stream(requests())
+        return session_service_pb2.AppendEventsResponse(
+            appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
+        )
+
+    @handle_errors
     async def ListEvents(
         self, request: session_service_pb2.ListEventsRequest, context: Context
     ) -> session_service_pb2.ListEventsResponse:
-        await _unimplemented(context, "ListEvents")
-        raise AssertionError("unreachable")
+        fields: dict[str, Any] = {
+            "session_id": request.session_id,
+            "after_seq": request.after_seq,
+            "before_seq": request.before_seq,
+            "types": list(request.types),
+            "author": request.author,
+            "agent_id": request.agent_id,
+            "invocation_id": request.invocation_id,
+            "branch": request.branch,
+            "descending": request.descending,
+        }
+        if request.HasField("start_time"):
+            fields["start_time"] = timestamp_to_datetime(request.start_time)
+        if request.HasField("end_time"):
+            fields["end_time"] = timestamp_to_datetime(request.end_time)
+        page = await self._events.list(
+            fields, page_size_requested=request.page_size, page_token=request.page_token
+        )
+        return session_service_pb2.ListEventsResponse(
+            events=[event_to_proto(event) for event in page.events],
+            next_page_token=page.next_page_token,
+        )
+
+    @handle_errors
+    async def GetSessionStats(
+        self, request: session_service_pb2.GetSessionStatsRequest, context: Context
+    ) -> session_service_pb2.SessionStats:
+        return session_stats_to_proto(await self._events.stats(request.session_id))
+
+    # StreamEvents and Search land with their own issues; until then they say so plainly.
 
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
@@ -180,10 +219,4 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self, request: session_service_pb2.SearchRequest, context: Context
     ) -> session_service_pb2.SearchResponse:
         await _unimplemented(context, "Search")
-        raise AssertionError("unreachable")
-
-    async def GetSessionStats(
-        self, request: session_service_pb2.GetSessionStatsRequest, context: Context
-    ) -> session_service_pb2.SessionStats:
-        await _unimplemented(context, "GetSessionStats")
         raise AssertionError("unreachable")

@@ -73,9 +73,17 @@ class ExpectationFailed(DomainError):
 
 
 class LimitExceeded(DomainError):
-    """A configured limit was hit."""
+    """A configured limit was hit; `violations` names the field that is too large."""
 
     default_reason = "LIMIT_EXCEEDED"
+
+    def __init__(
+        self, field: str, description: str, *, reason: str | None = None, limit: int
+    ) -> None:
+        super().__init__(
+            f"limit exceeded: {field}: {description}", reason=reason, metadata={"limit": str(limit)}
+        )
+        self.violations = [FieldViolation(field, description)]
 
 
 class StoreUnavailable(DomainError):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["Limits"]
 
 KIB = 1024
+MIB = 1024 * KIB
 
 
 class Limits(BaseModel):
@@ -18,3 +19,6 @@ class Limits(BaseModel):
     max_id_length: int = Field(default=128, ge=1, le=1024)
     max_metadata_bytes: int = Field(default=256 * KIB, ge=1)
     max_state_bytes: int = Field(default=256 * KIB, ge=1)
+    max_event_bytes: int = Field(default=1 * MIB, ge=1)
+    max_events_per_message: int = Field(default=1000, ge=1)
+    max_message_bytes: int = Field(default=16 * MIB, ge=1)

@@ -24,6 +24,7 @@ __all__ = [
     "SessionStatus",
     "StoreStats",
     "json_size",
+    "limits_of",
 ]
 
 
@@ -33,7 +34,8 @@ class SessionStatus(StrEnum):
     FAILED = "failed"
 
 
-def _limits(info: ValidationInfo) -> Limits:
+def limits_of(info: ValidationInfo) -> Limits:
+    """The limits passed as validation context, or the defaults."""
     context = info.context or {}
     limits = context.get("limits")
     return limits if isinstance(limits, Limits) else Limits()
@@ -42,7 +44,7 @@ def _limits(info: ValidationInfo) -> Limits:
 def _check_identifier(value: str, info: ValidationInfo) -> str:
     if value == "":
         return value
-    max_length = _limits(info).max_id_length
+    max_length = limits_of(info).max_id_length
     if len(value) > max_length:
         raise ValueError(f"must be at most {max_length} characters")
     if not SAFE_ID_PATTERN.fullmatch(value):
@@ -62,10 +64,13 @@ def json_size(value: Any) -> int:
 
 
 def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("must not contain NaN or infinite numbers (JSON has none)") from None
     if "\\u0000" in encoded:
         raise ValueError("must not contain the NUL character (U+0000)")
-    limits = _limits(info)
+    limits = limits_of(info)
     is_state = info.field_name in {"state", "state_delta"}
     max_bytes = limits.max_state_bytes if is_state else limits.max_metadata_bytes
     if len(encoded.encode()) > max_bytes:

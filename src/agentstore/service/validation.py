@@ -10,14 +10,14 @@ from agentstore.domain.errors import FieldViolation, InvalidArgument
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import Identifier
 
-__all__ = ["validate", "validate_identifier"]
+__all__ = ["field_path", "validate", "validate_identifier"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
-def _field_path(location: tuple[int | str, ...]) -> str:
+def field_path(location: tuple[int | str, ...]) -> str:
     path = ""
     for part in location:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -31,7 +31,7 @@ def validate(model: type[ModelT], data: dict[str, Any], limits: Limits) -> Model
         return model.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         violations = [
-            FieldViolation(_field_path(error["loc"]), _description(error))
+            FieldViolation(field_path(error["loc"]), _description(error))
             for error in exc.errors(include_url=False)
         ]
         raise InvalidArgument(violations) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -16,7 +17,7 @@ __all__ = ["Connection", "Database"]
 
 log = logging.getLogger(__name__)
 
-Connection = psycopg.AsyncConnection[dict[str, object]]
+Connection = psycopg.AsyncConnection[dict[str, Any]]
 
 
 async def _configure(connection: psycopg.AsyncConnection[object]) -> None:

@@ -4,7 +4,8 @@
 --
 -- sessions: one row per session. last_seq and version live here so that an append can lock
 -- this one row (SELECT ... FOR UPDATE) to serialize writers of one session, and nobody else.
--- event_count is kept here so listing and stats never count events.
+-- event_count and the per-session event counters (events_by_*, text_chars, first and last
+-- event time) are kept here by every append, so listing and stats never count events.
 CREATE TABLE sessions (
     id          text        NOT NULL,
     app_name    text        NOT NULL,
@@ -20,6 +21,12 @@ CREATE TABLE sessions (
     update_time timestamptz NOT NULL DEFAULT now(),
     expire_time timestamptz,
     delete_time timestamptz,
+    events_by_type   jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    events_by_author jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    events_by_role   jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    text_chars       bigint      NOT NULL DEFAULT 0,
+    first_event_time timestamptz,
+    last_event_time  timestamptz,
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_status_check CHECK (status IN ('active', 'completed', 'failed')),
     CONSTRAINT sessions_last_seq_check CHECK (last_seq >= 0)

@@ -19,7 +19,7 @@ from agentstore.domain.sessions import (
 )
 from agentstore.store.database import Connection, Database
 
-__all__ = ["SessionCursor", "SessionRepository"]
+__all__ = ["LIVE", "SessionCursor", "SessionRepository", "session_not_found"]
 
 # (create_time, id) of the last session of a page: ListSessions goes on strictly after it.
 SessionCursor = tuple[datetime, str]
@@ -148,7 +148,7 @@ def session_from_row(row: dict[str, Any]) -> Session:
     )
 
 
-def _not_found(session_id: str) -> NotFound:
+def session_not_found(session_id: str) -> NotFound:
     return NotFound(
         f"session {session_id!r} not found",
         reason="SESSION_NOT_FOUND",
@@ -204,7 +204,7 @@ class SessionRepository:
         async with self._database.connection() as connection:
             row = await _fetch_one(connection, query, {"id": session_id})
         if row is None:
-            raise _not_found(session_id)
+            raise session_not_found(session_id)
         return session_from_row(row)
 
     async def list(
@@ -272,7 +272,7 @@ class SessionRepository:
                     connection, SELECT_SESSION_STANDING, {"id": patch.session_id}
                 )
                 if standing is None or not standing["live"]:
-                    raise _not_found(patch.session_id)
+                    raise session_not_found(patch.session_id)
                 raise ExpectationFailed(
                     f"session {patch.session_id!r} is at version {standing['version']}, "
                     f"not {patch.expected_version}",
@@ -290,7 +290,7 @@ class SessionRepository:
         async with self._database.connection() as connection:
             row = await _fetch_one(connection, SOFT_DELETE_SESSION, {"id": session_id})
         if row is None:
-            raise _not_found(session_id)
+            raise session_not_found(session_id)
         return session_from_row(row)
 
     async def purge(self, session_id: str) -> None:
@@ -298,7 +298,7 @@ class SessionRepository:
         async with self._database.connection() as connection:
             cursor = await connection.execute(PURGE_SESSION, {"id": session_id})
             if cursor.rowcount == 0:
-                raise _not_found(session_id)
+                raise session_not_found(session_id)
 
     async def undelete(self, session_id: str) -> Session:
         async with self._database.connection() as connection:
@@ -307,7 +307,7 @@ class SessionRepository:
                 return session_from_row(row)
             standing = await _fetch_one(connection, SELECT_SESSION_STANDING, {"id": session_id})
         if standing is None:
-            raise _not_found(session_id)
+            raise session_not_found(session_id)
         raise AlreadyExists(
             f"session {session_id!r} is not deleted",
             reason="SESSION_NOT_DELETED",

@@ -1,0 +1,148 @@
+"""Events: what an append carries, what the store holds, and the rules on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+from agentstore.domain.sessions import Identifier, JsonObject, OptionalIdentifier, limits_of
+
+__all__ = [
+    "AppendMessage",
+    "AppendOutcome",
+    "Event",
+    "EventFilter",
+    "Label",
+    "NewContent",
+    "NewEvent",
+    "SessionStats",
+    "Text",
+]
+
+
+def _check_label(value: str, info: ValidationInfo) -> str:
+    max_length = limits_of(info).max_id_length
+    if len(value) > max_length:
+        raise ValueError(f"must be at most {max_length} characters")
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+def _check_text(value: str, info: ValidationInfo) -> str:
+    if "\x00" in value:
+        raise ValueError(
+            "must not contain the NUL character (U+0000), which PostgreSQL cannot store"
+        )
+    return value
+
+
+def _require_non_empty(value: str) -> str:
+    if value == "":
+        raise ValueError("is required")
+    return value
+
+
+# A short free-form string (type, author, branch, role): any character but NUL.
+Label = Annotated[str, AfterValidator(_check_label)]
+RequiredLabel = Annotated[str, AfterValidator(_check_label), AfterValidator(_require_non_empty)]
+# Free text, stored byte for byte; PostgreSQL cannot store NUL, so it is refused.
+Text = Annotated[str, AfterValidator(_check_text)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NewContent(_Input):
+    role: Label = ""
+    text: Text = ""
+
+
+class NewActions(_Input):
+    state_delta: JsonObject = Field(default_factory=dict)
+
+
+class NewEvent(_Input):
+    """One event of an append. `size_bytes` is its encoded size, checked against the limit."""
+
+    event_id: OptionalIdentifier = ""
+    type: RequiredLabel
+    author: Label = ""
+    invocation_id: Label = ""
+    agent_id: OptionalIdentifier = ""
+    branch: Label = ""
+    content: NewContent | None = None
+    data: JsonObject | None = None
+    actions: NewActions | None = None
+    metadata: JsonObject | None = None
+    size_bytes: int = 0
+
+
+class AppendMessage(_Input):
+    """One request message of AppendEvents: all of it is written, or none."""
+
+    session_id: Identifier
+    events: list[NewEvent]
+    expected_last_seq: int | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    """What one committed message did."""
+
+    session_id: str
+    appended: int
+    duplicates: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event."""
+
+    session_id: str
+    seq: int
+    event_id: str
+    position: int
+    type: str
+    author: str
+    invocation_id: str
+    agent_id: str
+    branch: str
+    content_role: str
+    content_text: str
+    data: dict[str, Any] | None
+    state_delta: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    create_time: datetime
+
+
+class EventFilter(_Input):
+    """Which of a session's events ListEvents returns; empty values match everything."""
+
+    session_id: Identifier
+    after_seq: int = Field(default=0, ge=0)
+    before_seq: int = Field(default=0, ge=0)
+    types: list[RequiredLabel] = Field(default_factory=list)
+    author: Label = ""
+    agent_id: OptionalIdentifier = ""
+    invocation_id: Label = ""
+    branch: Label = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    event_count: int
+    events_by_type: dict[str, int]
+    events_by_author: dict[str, int]
+    events_by_role: dict[str, int]
+    text_chars: int
+    first_event_time: datetime | None
+    last_event_time: datetime | None

@@ -1,0 +1,216 @@
+"""Event use cases: validated, batched appends; paged history; per-session stats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentstore.domain.errors import DomainError, FieldViolation, InvalidArgument, LimitExceeded
+from agentstore.domain.event_data import WELL_KNOWN_TYPES
+from agentstore.domain.events import AppendMessage, Event, EventFilter, SessionStats
+from agentstore.domain.ids import new_uuid7
+from agentstore.domain.limits import Limits
+from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.validation import field_path, validate, validate_identifier
+from agentstore.store.events import EventRepository
+
+__all__ = ["AppendTotals", "EventPage", "EventService"]
+
+LIST_PAGE = PageSize(default=100, maximum=1000)
+# Keep a page well inside the 4 MiB that gRPC clients accept by default.
+PAGE_BYTES = 3 * 1024 * 1024
+# How much one transaction may take from a stream; what arrives meanwhile waits for the next.
+BATCH_EVENTS = 2000
+BATCH_BYTES = 8 * 1024 * 1024
+# Messages read ahead of the writer, per stream: bounds memory, pushes back on the client.
+READ_AHEAD = 256
+
+
+@dataclass
+class AppendTotals:
+    appended: int = 0
+    duplicates: int = 0
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[Event]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class _Validated:
+    message: AppendMessage
+    size_bytes: int
+    index: int
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    """The end of the request stream, or the error that ended reading it."""
+
+    error: BaseException | None
+
+
+class EventService:
+    def __init__(self, repository: EventRepository, limits: Limits) -> None:
+        self._repository = repository
+        self._limits = limits
+
+    async def append_stream(self, requests: AsyncIterator[dict[str, Any]]) -> AppendTotals:
+        """Append every request message of a stream, each all-or-nothing and committed while
+        the stream goes on. Messages that arrive while a commit is in flight are committed
+        together in the next transaction. On the first failing message, everything before it
+        stays committed and its error is raised (with `message_index` in its metadata)."""
+        queue: asyncio.Queue[_Validated | _Stopped] = asyncio.Queue(READ_AHEAD)
+        reader = asyncio.create_task(self._read(requests, queue))
+        totals = AppendTotals()
+        try:
+            while True:
+                batch, stopped = await _next_batch(queue)
+                if batch:
+                    result = await self._repository.append(
+                        [item.message for item in batch], self._limits.max_state_bytes
+                    )
+                    for outcome in result.outcomes:
+                        totals.appended += outcome.appended
+                        totals.duplicates += outcome.duplicates
+                        totals.last_seq[outcome.session_id] = outcome.last_seq
+                    if result.failure is not None:
+                        failed = batch[len(result.outcomes)]
+                        result.failure.metadata["message_index"] = str(failed.index)
+                        raise result.failure
+                if stopped is not None:
+                    if stopped.error is not None:
+                        raise stopped.error
+                    return totals
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(
+        self, requests: AsyncIterator[dict[str, Any]], queue: asyncio.Queue[_Validated | _Stopped]
+    ) -> None:
+        index = 0
+        try:
+            async for request in requests:
+                await queue.put(self._validate_message(request, index))
+                index += 1
+        except DomainError as exc:
+            exc.metadata["message_index"] = str(index)
+            await queue.put(_Stopped(exc))
+        except Exception as exc:
+            await queue.put(_Stopped(exc))
+        else:
+            await queue.put(_Stopped(None))
+
+    def _validate_message(self, request: dict[str, Any], index: int) -> _Validated:
+        limits = self._limits
+        size = request.pop("size_bytes", 0)
+        if size > limits.max_message_bytes:
+            raise LimitExceeded(
+                "events", f"the message is {size} bytes; the limit is {limits.max_message_bytes}",
+                reason="MESSAGE_TOO_LARGE", limit=limits.max_message_bytes,
+            )  # fmt: skip
+        events = request.get("events", [])
+        if len(events) > limits.max_events_per_message:
+            raise LimitExceeded(
+                "events",
+                f"{len(events)} events in one message; the limit is "
+                f"{limits.max_events_per_message}",
+                reason="TOO_MANY_EVENTS", limit=limits.max_events_per_message,
+            )  # fmt: skip
+        for position, event in enumerate(events):
+            if event["size_bytes"] > limits.max_event_bytes:
+                raise LimitExceeded(
+                    f"events[{position}]",
+                    f"the event is {event['size_bytes']} bytes; the limit is "
+                    f"{limits.max_event_bytes}",
+                    reason="EVENT_TOO_LARGE", limit=limits.max_event_bytes,
+                )  # fmt: skip
+            if not event.get("event_id"):
+                event["event_id"] = new_uuid7()
+        message = validate(AppendMessage, request, limits)
+        _check_typed_data(message)
+        return _Validated(message, size, index)
+
+    async def list(
+        self, request: dict[str, Any], *, page_size_requested: int, page_token: str
+    ) -> EventPage:
+        event_filter = validate(EventFilter, request, self._limits)
+        limit = page_size(page_size_requested, LIST_PAGE)
+        filters = event_filter.model_dump(mode="json")
+        position = decode_page_token(page_token, filters)
+        after = None
+        if position is not None:
+            if len(position) != 1 or not isinstance(position[0], int):
+                raise InvalidArgument.of("page_token", "is malformed")
+            after = position[0]
+        events = await self._repository.list(event_filter, after=after, limit=limit + 1)
+        page = _within_budget(events[:limit])
+        next_token = ""
+        if len(events) > len(page):  # a row past the page, or the budget cut it short
+            next_token = encode_page_token([page[-1].seq], filters)
+        return EventPage(page, next_token)
+
+    async def stats(self, session_id: str) -> SessionStats:
+        validate_identifier("session_id", session_id, self._limits)
+        return await self._repository.session_stats(session_id)
+
+
+async def _next_batch(
+    queue: asyncio.Queue[_Validated | _Stopped],
+) -> tuple[list[_Validated], _Stopped | None]:
+    """What has arrived: at least one item (waiting for it), then whatever is already queued,
+    up to the batch limits."""
+    batch: list[_Validated] = []
+    events = size = 0
+    item = await queue.get()
+    while True:
+        if isinstance(item, _Stopped):
+            return batch, item
+        batch.append(item)
+        events += len(item.message.events)
+        size += item.size_bytes
+        if events >= BATCH_EVENTS or size >= BATCH_BYTES or queue.empty():
+            return batch, None
+        item = queue.get_nowait()
+
+
+def _check_typed_data(message: AppendMessage) -> None:
+    """Validate `data` of well-known event types against their models."""
+    violations: list[FieldViolation] = []
+    for position, event in enumerate(message.events):
+        model = WELL_KNOWN_TYPES.get(event.type)
+        if model is None:
+            continue
+        try:
+            model.model_validate(event.data or {})
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                path = field_path((f"events[{position}]", "data", *error["loc"]))
+                violations.append(FieldViolation(path, f"{error['msg']} (type {event.type})"))
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def _within_budget(events: list[Event]) -> list[Event]:
+    """The longest prefix of `events` whose size stays within a page's byte budget (at least
+    one event, which the event size limit keeps small enough)."""
+    total = 0
+    for count, event in enumerate(events):
+        total += len(event.content_text.encode()) + 256
+        for value in (event.data, event.state_delta, event.metadata):
+            if value:
+                total += len(json.dumps(value, ensure_ascii=False).encode())
+        if total > PAGE_BYTES and count > 0:
+            return events[:count]
+    return events
