@@ -162,7 +162,7 @@ async def test_a_resend_of_stored_events_succeeds_whatever_it_expected(
         (event("nul \x00 inside"), "events[1].content.text"),
         (event(type=""), "events[1].type"),
         (event(event_id="bad id"), "events[1].event_id"),
-        (event(author="x" * 200), "events[1].author"),
+        (event(author="x" * 257), "events[1].author"),
         (event(type="llm_stream", data={"token": "no delta"}), "events[1].data.delta"),
         (event(type="llm_end", data={"total_tokens": -1}), "events[1].data.total_tokens"),
         (event(type="stage_change", data={"to_stage": 3}), "events[1].data.to_stage"),

@@ -34,6 +34,9 @@ DESCRIBE = [
     """SELECT tablename, indexname, indexdef FROM pg_indexes
        WHERE schemaname = 'public' AND tablename <> 'schema_migrations'
        ORDER BY 1, 2""",
+    """SELECT proname, pg_get_function_identity_arguments(oid), pg_get_functiondef(oid)
+       FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+       ORDER BY 1, 2""",
 ]
 
 

@@ -6,15 +6,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationInfo,
+)
 
-from agentstore.domain.sessions import Identifier, JsonObject, OptionalIdentifier, limits_of
+from agentstore.domain.sessions import (
+    Identifier,
+    OptionalIdentifier,
+    encode_json_object,
+)
 
 __all__ = [
+    "MAX_LABEL_LENGTH",
+    "NO_NUL",
     "AppendMessage",
     "AppendOutcome",
     "Event",
     "EventFilter",
+    "JsonDocument",
     "Label",
     "NewContent",
     "NewEvent",
@@ -23,34 +37,34 @@ __all__ = [
 ]
 
 
-def _check_label(value: str, info: ValidationInfo) -> str:
-    max_length = limits_of(info).max_id_length
-    if len(value) > max_length:
-        raise ValueError(f"must be at most {max_length} characters")
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character (U+0000)")
-    return value
-
-
-def _check_text(value: str, info: ValidationInfo) -> str:
-    if "\x00" in value:
-        raise ValueError(
-            "must not contain the NUL character (U+0000), which PostgreSQL cannot store"
-        )
-    return value
-
-
-def _require_non_empty(value: str) -> str:
-    if value == "":
-        raise ValueError("is required")
-    return value
-
-
+# Checked by pydantic's core, not by Python code: these run for every field of every event.
+NO_NUL = r"^[^\x00]*$"
+MAX_LABEL_LENGTH = 256
 # A short free-form string (type, author, branch, role): any character but NUL.
-Label = Annotated[str, AfterValidator(_check_label)]
-RequiredLabel = Annotated[str, AfterValidator(_check_label), AfterValidator(_require_non_empty)]
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_LENGTH, pattern=NO_NUL)]
+RequiredLabel = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_LENGTH, pattern=NO_NUL)
+]
 # Free text, stored byte for byte; PostgreSQL cannot store NUL, so it is refused.
-Text = Annotated[str, AfterValidator(_check_text)]
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonDocument:
+    """A JSON object and its compact encoding, made once at validation and written as is."""
+
+    value: dict[str, Any]
+    encoded: str
+
+
+def _to_document(value: Any, info: ValidationInfo) -> JsonDocument:
+    if isinstance(value, JsonDocument):
+        return value
+    return JsonDocument(value, encode_json_object(value, info))
+
+
+# A JSON object under the metadata size limit (state_delta: the state limit).
+Document = Annotated[JsonDocument, PlainValidator(_to_document)]
 
 
 class _Input(BaseModel):
@@ -63,7 +77,7 @@ class NewContent(_Input):
 
 
 class NewActions(_Input):
-    state_delta: JsonObject = Field(default_factory=dict)
+    state_delta: Document | None = None
 
 
 class NewEvent(_Input):
@@ -76,9 +90,9 @@ class NewEvent(_Input):
     agent_id: OptionalIdentifier = ""
     branch: Label = ""
     content: NewContent | None = None
-    data: JsonObject | None = None
+    data: Document | None = None
     actions: NewActions | None = None
-    metadata: JsonObject | None = None
+    metadata: Document | None = None
     size_bytes: int = 0
 
 

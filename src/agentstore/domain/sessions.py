@@ -23,6 +23,7 @@ __all__ = [
     "SessionPatch",
     "SessionStatus",
     "StoreStats",
+    "encode_json_object",
     "json_size",
     "limits_of",
 ]
@@ -63,18 +64,30 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+def encode_json_object(value: Any, info: ValidationInfo) -> str:
+    """`value` as compact JSON, checked: an object, NUL-free, finite numbers, within the
+    size limit of its field (state or metadata)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
     try:
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:
         raise ValueError("must not contain NaN or infinite numbers (JSON has none)") from None
+    except TypeError as exc:
+        raise ValueError(f"must hold only JSON values: {exc}") from None
     if "\\u0000" in encoded:
         raise ValueError("must not contain the NUL character (U+0000)")
     limits = limits_of(info)
     is_state = info.field_name in {"state", "state_delta"}
     max_bytes = limits.max_state_bytes if is_state else limits.max_metadata_bytes
-    if len(encoded.encode()) > max_bytes:
+    # UTF-8 takes at most 4 bytes a character: only long documents need encoding to measure.
+    if len(encoded) * 4 > max_bytes and len(encoded.encode()) > max_bytes:
         raise ValueError(f"must be at most {max_bytes} bytes as JSON")
+    return encoded
+
+
+def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    encode_json_object(value, info)
     return value
 
 

@@ -193,7 +193,7 @@ def _check_typed_data(message: AppendMessage) -> None:
         if model is None:
             continue
         try:
-            model.model_validate(event.data or {})
+            model.model_validate(event.data.value if event.data is not None else {})
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 path = field_path((f"events[{position}]", "data", *error["loc"]))

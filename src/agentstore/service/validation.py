@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentstore.domain.errors import FieldViolation, InvalidArgument
+from agentstore.domain.events import NO_NUL
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import Identifier
 
@@ -38,6 +39,8 @@ def validate(model: type[ModelT], data: dict[str, Any], limits: Limits) -> Model
 
 
 def _description(error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == NO_NUL:
+        return "must not contain the NUL character (U+0000): PostgreSQL cannot store it"
     message = str(error["msg"])
     # pydantic prefixes messages of custom validators with "Value error, ".
     return message.removeprefix("Value error, ")

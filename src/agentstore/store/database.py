@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from agentstore.domain.errors import StoreUnavailable
+from agentstore.domain.events import JsonDocument
 
 __all__ = ["Connection", "Database"]
 
@@ -20,7 +24,26 @@ log = logging.getLogger(__name__)
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
 
+class _JsonDocumentDumper(Dumper):
+    """Writes a validated JsonDocument as jsonb from its encoding: JSON is made only once."""
+
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: JsonDocument) -> bytes:
+        return obj.encoded.encode()
+
+
+class _JsonDocumentBinaryDumper(_JsonDocumentDumper):
+    format = Format.BINARY
+
+    def dump(self, obj: JsonDocument) -> bytes:
+        # jsonb's binary form: a format version byte, then the JSON text.
+        return b"\x01" + obj.encoded.encode()
+
+
 async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
+    connection.adapters.register_dumper(JsonDocument, _JsonDocumentDumper)
+    connection.adapters.register_dumper(JsonDocument, _JsonDocumentBinaryDumper)
     # Sessions and events compare times with now(): keep every connection in UTC so that
     # timestamps come back timezone-aware and identical whatever the server's TimeZone is.
     await connection.execute("SET TIME ZONE 'UTC'")
@@ -39,7 +62,9 @@ class Database:
             max_size=max_size,
             open=False,
             configure=_configure,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            # Autocommit: a single statement is its own transaction, one round trip instead
+            # of three. Work that needs several statements to be atomic uses transaction().
+            kwargs={"row_factory": dict_row, "autocommit": True},
             check=AsyncConnectionPool.check_connection,
             name="agentstore",
         )
@@ -64,11 +89,17 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection inside a transaction, committed when the block exits normally
-        and rolled back when it raises."""
+        """A pooled connection in autocommit mode: each statement commits on its own."""
         try:
             async with self._pool.connection() as connection:
                 yield connection
         except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
             log.warning("database unavailable", extra={"error": str(exc)})
             raise StoreUnavailable("the database is unavailable; retry later") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction, committed when the block exits normally
+        and rolled back when it raises."""
+        async with self.connection() as connection, connection.transaction():
+            yield connection

@@ -6,12 +6,12 @@ and in commit order per session, and it costs nothing across sessions."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from agentstore.domain.errors import DomainError, ExpectationFailed, InvalidArgument
 from agentstore.domain.events import (
@@ -19,9 +19,10 @@ from agentstore.domain.events import (
     AppendOutcome,
     Event,
     EventFilter,
+    NewEvent,
     SessionStats,
 )
-from agentstore.store.database import Connection, Database
+from agentstore.store.database import Database
 from agentstore.store.sessions import LIVE, session_not_found
 
 __all__ = ["AppendResult", "EventRepository"]
@@ -33,32 +34,37 @@ FROM sessions WHERE id = ANY(%(ids)s)
 ORDER BY id
 FOR UPDATE
 """
-# Which of the batch's (session_id, event_id) pairs are stored already.
+# Which of the batch's [session_id, event_id] pairs are stored already. It runs after
+# LOCK_SESSIONS, so its snapshot sees every event committed before the locks were granted.
 SELECT_STORED_IDS: LiteralString = """
 SELECT session_id, event_id FROM events
 WHERE (session_id, event_id) IN (
-    SELECT * FROM unnest(%(session_ids)s::text[], %(event_ids)s::text[])
+    SELECT pair->>0, pair->>1 FROM jsonb_array_elements(%(pairs)s::jsonb) AS pair
 )
 """
-COPY_EVENTS: LiteralString = """
-COPY events (session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
-             agent_id, branch, content_role, content_text, data, actions, metadata)
-FROM STDIN (FORMAT BINARY)
-"""
-COPY_TYPES = [
-    "text", "int8", "text", "text", "text", "text", "text", "text",
-    "text", "text", "text", "text", "jsonb", "jsonb", "jsonb",
-]  # fmt: skip
-# One statement for every session of the batch. State is only rewritten when a delta came:
-# an untouched large state keeps its TOAST pointer.
-UPDATE_SESSIONS: LiteralString = """
+# The whole write in one statement. Events travel as one JSON array of rows [session_id,
+# seq, event_id, app_name, user_id, type, author, invocation_id, agent_id, branch, role,
+# text, data, actions, metadata] (one parameter instead of a column array each, unpacked by
+# PostgreSQL in C; data, actions and metadata are spliced in from their validated
+# encodings); sessions as JSON records of their new counters. State is only rewritten where
+# a delta came: an untouched large state keeps its TOAST pointer.
+WRITE_BATCH: LiteralString = """
+WITH inserted AS (
+    INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
+                        invocation_id, agent_id, branch, content_role, content_text, data,
+                        actions, metadata)
+    SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9,
+           r->>10, r->>11, NULLIF(r->12, 'null'::jsonb), NULLIF(r->13, 'null'::jsonb),
+           NULLIF(r->14, 'null'::jsonb)
+    FROM jsonb_array_elements(%(events)s::jsonb) AS r
+)
 UPDATE sessions AS s SET
     last_seq = u.last_seq,
     event_count = s.event_count + u.appended,
     version = s.version + u.changes,
-    state = CASE WHEN u.state_changed
-        THEN (s.state || u.state_set) - ARRAY(SELECT jsonb_array_elements_text(u.state_remove))
-        ELSE s.state END,
+    state = CASE WHEN u.state_set IS NULL THEN s.state
+        ELSE (s.state || u.state_set) - ARRAY(SELECT jsonb_array_elements_text(u.state_remove))
+        END,
     events_by_type = u.events_by_type,
     events_by_author = u.events_by_author,
     events_by_role = u.events_by_role,
@@ -66,15 +72,13 @@ UPDATE sessions AS s SET
     first_event_time = COALESCE(s.first_event_time, now()),
     last_event_time = now(),
     update_time = now()
-FROM unnest(
-    %(ids)s::text[], %(last_seqs)s::bigint[], %(appended)s::bigint[], %(changes)s::bigint[],
-    %(state_changed)s::bool[], %(state_set)s::jsonb[], %(state_remove)s::jsonb[],
-    %(by_type)s::jsonb[], %(by_author)s::jsonb[], %(by_role)s::jsonb[], %(text_chars)s::bigint[]
-) AS u(id, last_seq, appended, changes, state_changed, state_set, state_remove,
-       events_by_type, events_by_author, events_by_role, text_chars)
+FROM jsonb_to_recordset(%(sessions)s::jsonb) AS u(
+    id text, last_seq bigint, appended bigint, changes bigint, state_set jsonb,
+    state_remove jsonb, events_by_type jsonb, events_by_author jsonb, events_by_role jsonb,
+    text_chars bigint)
 WHERE s.id = u.id
-RETURNING s.id, CASE WHEN u.state_changed THEN octet_length(s.state::text) ELSE 0 END
-    AS state_bytes
+RETURNING s.id,
+    CASE WHEN u.state_set IS NULL THEN 0 ELSE octet_length(s.state::text) END AS state_bytes
 """
 EVENT_COLUMNS: LiteralString = """
     session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
@@ -98,10 +102,7 @@ class AppendResult:
 
 
 class _StateTooLarge(Exception):
-    """The merged state of `session_id` outgrew the limit: the batch is rolled back."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
+    """A merged state outgrew the limit: the batch is rolled back."""
 
 
 @dataclass
@@ -126,9 +127,12 @@ class EventRepository:
         self._database = database
 
     async def append(self, messages: list[AppendMessage], max_state_bytes: int) -> AppendResult:
-        """Write the messages in order in one transaction, up to the first that fails.
+        """Write the messages in order in one transaction, up to the first that cannot be
+        written. Every event must have its `event_id` set.
 
-        Every event must have its `event_id` set. When a merged state would exceed
+        The sessions' rows are locked FOR UPDATE, in id order so that two batches never wait
+        on each other in a cycle: that lock makes seq gapless and in commit order per session
+        and costs nothing across sessions. When a merged state would exceed
         `max_state_bytes`, the batch is retried one message per transaction so that the
         messages before the offending one still commit."""
         try:
@@ -148,49 +152,31 @@ class EventRepository:
     async def _append_batch(
         self, messages: list[AppendMessage], max_state_bytes: int
     ) -> AppendResult:
-        async with self._database.connection() as connection:
-            writes = await self._lock_sessions(connection, messages)
+        # Two round trips: (BEGIN, lock, look up stored ids), then (write, COMMIT); a third
+        # only when some message changed state, to check the merged sizes before COMMIT.
+        ids = sorted({message.session_id for message in messages})
+        pairs = [[m.session_id, event.event_id] for m in messages for event in m.events]
+        async with (
+            self._database.connection() as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
+            locked = await connection.execute(LOCK_SESSIONS, {"ids": ids})
+            stored = await connection.execute(SELECT_STORED_IDS, {"pairs": json.dumps(pairs)})
+            writes = _writes(ids, await locked.fetchall())
+            for row in await stored.fetchall():
+                if (write := writes[row["session_id"]]) is not None:
+                    write.stored_ids.add(row["event_id"])
             result, rows = _plan(messages, writes)
             if rows:
-                await _copy_events(connection, rows)
-                await _update_sessions(connection, writes, max_state_bytes)
+                changed = _changed_sessions(writes)
+                params = {"events": "[" + ",".join(rows) + "]", "sessions": json.dumps(changed)}
+                written = await connection.execute(WRITE_BATCH, params)
+                if any(session["state_set"] is not None for session in changed):
+                    for row in await written.fetchall():
+                        if row["state_bytes"] > max_state_bytes:
+                            raise _StateTooLarge
         return result
-
-    async def _lock_sessions(
-        self, connection: Connection, messages: list[AppendMessage]
-    ) -> dict[str, _SessionWrite | None]:
-        """Lock the sessions and learn which of the batch's event ids they hold already.
-        Sessions that are missing or not live map to None."""
-        ids = sorted({message.session_id for message in messages})
-        cursor = await connection.execute(LOCK_SESSIONS, {"ids": ids})
-        writes: dict[str, _SessionWrite | None] = dict.fromkeys(ids)
-        for row in await cursor.fetchall():
-            if row["live"]:
-                writes[row["id"]] = _SessionWrite(
-                    app_name=row["app_name"],
-                    user_id=row["user_id"],
-                    last_seq=row["last_seq"],
-                    by_type=Counter(row["events_by_type"]),
-                    by_author=Counter(row["events_by_author"]),
-                    by_role=Counter(row["events_by_role"]),
-                    text_chars=row["text_chars"],
-                )
-        pairs = [
-            (message.session_id, event.event_id)
-            for message in messages
-            if writes[message.session_id] is not None
-            for event in message.events
-        ]
-        if pairs:
-            session_ids, event_ids = (list(column) for column in zip(*pairs, strict=True))
-            cursor = await connection.execute(
-                SELECT_STORED_IDS, {"session_ids": session_ids, "event_ids": event_ids}
-            )
-            for row in await cursor.fetchall():
-                write = writes[row["session_id"]]
-                assert write is not None
-                write.stored_ids.add(row["event_id"])
-        return writes
 
     async def list(
         self, event_filter: EventFilter, *, after: int | None, limit: int
@@ -255,13 +241,33 @@ class EventRepository:
         )
 
 
+def _writes(ids: list[str], rows: list[dict[str, Any]]) -> dict[str, _SessionWrite | None]:
+    """What each locked session starts from; None for sessions missing or not live."""
+    writes: dict[str, _SessionWrite | None] = dict.fromkeys(ids)
+    for row in rows:
+        if row["live"]:
+            writes[row["id"]] = _SessionWrite(
+                app_name=row["app_name"],
+                user_id=row["user_id"],
+                last_seq=row["last_seq"],
+                by_type=Counter(row["events_by_type"]),
+                by_author=Counter(row["events_by_author"]),
+                by_role=Counter(row["events_by_role"]),
+                text_chars=row["text_chars"],
+            )
+    return writes
+
+
 def _plan(
     messages: list[AppendMessage], writes: dict[str, _SessionWrite | None]
-) -> tuple[AppendResult, list[tuple[Any, ...]]]:
-    """Decide, message by message, what gets written: the rows to copy and each session's
-    new counters. Stops at the first message that cannot be written."""
+) -> tuple[AppendResult, list[str]]:
+    """Decide, message by message, what gets written: the new events as JSON rows and each
+    session's new counters. Stops at the first message that cannot be written. Events whose
+    id the session holds (or that repeat an id of the batch) are duplicates; the expected
+    last_seq is only checked for a message that has something new, so resending a committed
+    message is harmless."""
     result = AppendResult([])
-    rows: list[tuple[Any, ...]] = []
+    rows: list[str] = []
     for message in messages:
         write = writes[message.session_id]
         if write is None:
@@ -283,23 +289,7 @@ def _plan(
             break
         for event in fresh:
             write.last_seq += 1
-            role, text = (event.content.role, event.content.text) if event.content else ("", "")
-            state_delta = event.actions.state_delta if event.actions else None
-            rows.append((
-                message.session_id, write.last_seq, event.event_id, write.app_name,
-                write.user_id, event.type, event.author, event.invocation_id, event.agent_id,
-                event.branch, role, text,
-                Jsonb(event.data) if event.data is not None else None,
-                Jsonb({"state_delta": state_delta}) if state_delta else None,
-                Jsonb(event.metadata) if event.metadata is not None else None,
-            ))  # fmt: skip
-            write.by_type[event.type] += 1
-            write.by_author[event.author] += 1
-            if event.content is not None:
-                write.by_role[role] += 1
-            write.text_chars += len(text)
-            if state_delta:
-                write.state_overlay.update(state_delta)
+            rows.append(_event_row(message.session_id, write, event))
         if fresh:
             write.appended += len(fresh)
             write.changes += 1
@@ -314,39 +304,50 @@ def _plan(
     return result, rows
 
 
-async def _copy_events(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-    async with connection.cursor().copy(COPY_EVENTS) as copy:
-        copy.set_types(COPY_TYPES)
-        for row in rows:
-            await copy.write_row(row)
+def _event_row(session_id: str, write: _SessionWrite, event: NewEvent) -> str:
+    """One event as a JSON row for WRITE_BATCH; also counts it into its session."""
+    role, text = (event.content.role, event.content.text) if event.content else ("", "")
+    scalars = json.dumps(
+        [session_id, write.last_seq, event.event_id, write.app_name, write.user_id, event.type,
+         event.author, event.invocation_id, event.agent_id, event.branch, role, text],
+        ensure_ascii=False,
+    )  # fmt: skip
+    state_delta = event.actions.state_delta if event.actions is not None else None
+    data = event.data.encoded if event.data is not None else "null"
+    actions = f'{{"state_delta":{state_delta.encoded}}}' if state_delta else "null"
+    metadata = event.metadata.encoded if event.metadata is not None else "null"
+    write.by_type[event.type] += 1
+    write.by_author[event.author] += 1
+    if event.content is not None:
+        write.by_role[role] += 1
+    write.text_chars += len(text)
+    if state_delta:
+        write.state_overlay.update(state_delta.value)
+    return f"{scalars[:-1]},{data},{actions},{metadata}]"
 
 
-async def _update_sessions(
-    connection: Connection, writes: dict[str, _SessionWrite | None], max_state_bytes: int
-) -> None:
-    changed = {sid: write for sid, write in writes.items() if write is not None and write.appended}
-    params: dict[str, list[Any]] = {
-        "ids": list(changed),
-        "last_seqs": [w.last_seq for w in changed.values()],
-        "appended": [w.appended for w in changed.values()],
-        "changes": [w.changes for w in changed.values()],
-        "state_changed": [bool(w.state_overlay) for w in changed.values()],
-        "state_set": [
-            Jsonb({k: v for k, v in w.state_overlay.items() if v is not None})
-            for w in changed.values()
-        ],
-        "state_remove": [
-            Jsonb([k for k, v in w.state_overlay.items() if v is None]) for w in changed.values()
-        ],
-        "by_type": [Jsonb(w.by_type) for w in changed.values()],
-        "by_author": [Jsonb(w.by_author) for w in changed.values()],
-        "by_role": [Jsonb(w.by_role) for w in changed.values()],
-        "text_chars": [w.text_chars for w in changed.values()],
-    }
-    cursor = await connection.execute(UPDATE_SESSIONS, params)
-    for row in await cursor.fetchall():
-        if row["state_bytes"] > max_state_bytes:
-            raise _StateTooLarge(row["id"])
+def _changed_sessions(writes: dict[str, _SessionWrite | None]) -> list[dict[str, Any]]:
+    """The new counters of every session the batch appends to, for WRITE_BATCH."""
+    return [
+        {
+            "id": session_id,
+            "last_seq": write.last_seq,
+            "appended": write.appended,
+            "changes": write.changes,
+            "state_set": (
+                {k: v for k, v in write.state_overlay.items() if v is not None}
+                if write.state_overlay
+                else None
+            ),
+            "state_remove": [k for k, v in write.state_overlay.items() if v is None],
+            "events_by_type": write.by_type,
+            "events_by_author": write.by_author,
+            "events_by_role": write.by_role,
+            "text_chars": write.text_chars,
+        }
+        for session_id, write in writes.items()
+        if write is not None and write.appended
+    ]
 
 
 def _state_too_large(max_state_bytes: int) -> InvalidArgument:

@@ -265,7 +265,7 @@ class SessionRepository:
             "ttl": patch.ttl,
             "expected_version": patch.expected_version,
         }
-        async with self._database.connection() as connection:
+        async with self._database.transaction() as connection:
             row = await _fetch_one(connection, UPDATE_SESSION, params)
             if row is None:
                 standing = await _fetch_one(

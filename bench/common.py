@@ -1,0 +1,106 @@
+"""What every benchmark needs: a scratch database and agentstore servers in subprocesses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVING_LINE = re.compile(rb"agentstore serving on (\S+):(\d+)")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument(
+        "--database-url",
+        help="PostgreSQL server to make a scratch database on (default: an embedded one)",
+    )
+    return result
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str | None) -> AsyncIterator[str]:
+    """A new empty database (on `admin_url`'s server, or on an embedded PostgreSQL in a
+    temporary directory), dropped afterwards."""
+    from agentstore.store.embedded import EmbeddedPostgres
+
+    embedded = None
+    with tempfile.TemporaryDirectory() as scratch:
+        if admin_url is None:
+            Path(scratch).chmod(0o755)
+            embedded = EmbeddedPostgres(Path(scratch))
+            admin_url = _with_database(await embedded.start(), "postgres")
+        name = f"agentstore_bench_{uuid.uuid4().hex[:8]}"
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+            await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield _with_database(admin_url, name)
+        finally:
+            async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+                await admin.execute(
+                    sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+            if embedded is not None:
+                await embedded.stop()
+
+
+@dataclass
+class Server:
+    process: asyncio.subprocess.Process
+    address: str
+
+
+@contextlib.asynccontextmanager
+async def running_server(database_url: str, *flags: str) -> AsyncIterator[Server]:
+    """`agentstore serve` on `database_url`, in its own process, stopped afterwards."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstore", "serve", "--listen", "127.0.0.1:0",
+        "--database-url", database_url, "--log-level", "INFO", *flags,
+        stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stderr is not None
+    address = ""
+    while line := await process.stderr.readline():
+        if match := SERVING_LINE.search(line):
+            address = f"{match[1].decode()}:{match[2].decode()}"
+            break
+    if not address:
+        raise RuntimeError("the server did not start")
+    drain = asyncio.create_task(process.stderr.read())  # keep the pipe from filling up
+    try:
+        yield Server(process, address)
+    finally:
+        process.terminate()
+        await process.wait()
+        drain.cancel()
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self.started = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.started
