@@ -18,7 +18,8 @@ import grpc
 import psycopg
 from psycopg.types.json import Jsonb
 
-from agentstore.v1 import event_pb2, session_service_pb2 as pb
+from agentstore.v1 import event_pb2
+from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from bench.common import Stopwatch, parser, rate, running_server, scratch_database
 
@@ -110,33 +111,33 @@ async def copy_rate(database_url: str, session_id: str, count: int) -> float:
 async def main() -> None:
     arguments = parser(__doc__ or "").parse_args()
     total = 40_000
-    async with scratch_database(arguments.database_url) as database_url:
-        async with running_server(database_url) as server:
-            async with grpc.aio.insecure_channel(server.address) as channel:
-                stub = SessionServiceStub(channel)
-                warm = await new_sessions(stub, 1)
-                await stream_rate(stub, [messages(warm[0], 2000, 250)])
+    async with (
+        scratch_database(arguments.database_url) as database_url,
+        running_server(database_url) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = SessionServiceStub(channel)
+        warm = await new_sessions(stub, 1)
+        await stream_rate(stub, [messages(warm[0], 2000, 250)])
 
-                (one,) = await new_sessions(stub, 1)
-                seconds, appended, _ = await stream_rate(stub, [messages(one, total, 250)])
-                one_stream = rate(appended, seconds)
+        (one,) = await new_sessions(stub, 1)
+        seconds, appended, _ = await stream_rate(stub, [messages(one, total, 250)])
+        one_stream = rate(appended, seconds)
 
-                four = await new_sessions(stub, 4)
-                seconds, appended, _ = await stream_rate(
-                    stub, [messages(s, total // 4, 250) for s in four]
-                )
-                four_streams = rate(appended, seconds)
+        four = await new_sessions(stub, 4)
+        seconds, appended, _ = await stream_rate(stub, [messages(s, total // 4, 250) for s in four])
+        four_streams = rate(appended, seconds)
 
-                copy_session = (await new_sessions(stub, 1))[0]
-                raw_copy = rate(total, await copy_rate(database_url, copy_session, total))
+        copy_session = (await new_sessions(stub, 1))[0]
+        raw_copy = rate(total, await copy_rate(database_url, copy_session, total))
 
-                (chatty,) = await new_sessions(stub, 1)
-                seconds, appended, _ = await stream_rate(stub, [messages(chatty, 20_000, 1)])
-                chatty_rate = rate(appended, seconds)
+        (chatty,) = await new_sessions(stub, 1)
+        seconds, appended, _ = await stream_rate(stub, [messages(chatty, 20_000, 1)])
+        chatty_rate = rate(appended, seconds)
 
-                sixteen = await new_sessions(stub, 16)
-                seconds, _, sent = await stream_rate(stub, [messages(s, 1500, 1) for s in sixteen])
-                sixteen_messages = rate(sent, seconds)
+        sixteen = await new_sessions(stub, 16)
+        seconds, _, sent = await stream_rate(stub, [messages(s, 1500, 1) for s in sixteen])
+        sixteen_messages = rate(sent, seconds)
 
     size = make_event(1).ByteSize()
     print(f"event size: about {size} bytes encoded, {len(TEXT)} characters of text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import tempfile
@@ -44,7 +45,7 @@ async def scratch_database(admin_url: str | None) -> AsyncIterator[str]:
     embedded = None
     with tempfile.TemporaryDirectory() as scratch:
         if admin_url is None:
-            Path(scratch).chmod(0o755)
+            os.chmod(scratch, 0o755)  # the embedded server runs as another user under root
             embedded = EmbeddedPostgres(Path(scratch))
             admin_url = _with_database(await embedded.start(), "postgres")
         name = f"agentstore_bench_{uuid.uuid4().hex[:8]}"

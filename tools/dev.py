@@ -51,8 +51,8 @@ def main(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         os.execv(BIN / "agentstore", [str(BIN / "agentstore"), "serve", *rest])
-    run(BIN / "ruff", "check", "src", "tests", "tools")
-    run(BIN / "ruff", "format", "--check", "src", "tests", "tools")
+    run(BIN / "ruff", "check", "src", "tests", "tools", "bench")
+    run(BIN / "ruff", "format", "--check", "src", "tests", "tools", "bench")
     run(BIN / "mypy")
     run(BIN / "python", "-m", "pytest", *rest)
 

@@ -431,3 +431,21 @@ async def test_purge_removes_the_events_too(
             "SELECT count(*) FROM events WHERE session_id = %s", (session_id,)
         )
         assert await cursor.fetchone() == (0,)
+
+
+async def test_two_streams_racing_with_the_same_event_ids_store_each_once(
+    stub: SessionServiceStub, session_id: str
+) -> None:
+    batches = [[event(f"r{m}-{e}", event_id=f"r{m}-{e}") for e in range(5)] for m in range(60)]
+
+    async def writer() -> pb.AppendEventsResponse:
+        return await append(stub, *(message(session_id, batch) for batch in batches))
+
+    first, second = await asyncio.gather(writer(), writer())
+    assert first.appended + second.appended == 300
+    assert first.duplicates + second.duplicates == 300
+    events = await all_events(stub, session_id)
+    assert [e.seq for e in events] == list(range(1, 301))
+    assert sorted(e.event_id for e in events) == sorted(
+        f"r{m}-{e}" for m in range(60) for e in range(5)
+    )

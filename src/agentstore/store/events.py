@@ -7,10 +7,10 @@ and in commit order per session, and it costs nothing across sessions."""
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, LiteralString
 
+import psycopg
 from psycopg import sql
 
 from agentstore.domain.errors import DomainError, ExpectationFailed, InvalidArgument
@@ -27,58 +27,153 @@ from agentstore.store.sessions import LIVE, session_not_found
 
 __all__ = ["AppendResult", "EventRepository"]
 
-LOCK_SESSIONS: LiteralString = f"""
-SELECT id, app_name, user_id, last_seq, ({LIVE}) AS live,
-       events_by_type, events_by_author, events_by_role, text_chars
-FROM sessions WHERE id = ANY(%(ids)s)
-ORDER BY id
-FOR UPDATE
-"""
-# Which of the batch's [session_id, event_id] pairs are stored already. It runs after
-# LOCK_SESSIONS, so its snapshot sees every event committed before the locks were granted.
-SELECT_STORED_IDS: LiteralString = """
-SELECT session_id, event_id FROM events
-WHERE (session_id, event_id) IN (
-    SELECT pair->>0, pair->>1 FROM jsonb_array_elements(%(pairs)s::jsonb) AS pair
-)
-"""
-# The whole write in one statement. Events travel as one JSON array of rows [session_id,
-# seq, event_id, app_name, user_id, type, author, invocation_id, agent_id, branch, role,
-# text, data, actions, metadata] (one parameter instead of a column array each, unpacked by
-# PostgreSQL in C; data, actions and metadata are spliced in from their validated
-# encodings); sessions as JSON records of their new counters. State is only rewritten where
-# a delta came: an untouched large state keeps its TOAST pointer.
-WRITE_BATCH: LiteralString = """
-WITH inserted AS (
+# Each retry follows another writer's commit of the same event ids; more than a couple is
+# vanishingly rare.
+APPEND_ATTEMPTS = 10
+
+# An append is one statement, so that it costs one round trip and one transaction (the
+# pool runs in autocommit). Its input is two JSON parameters spliced together from the
+# encodings validation made:
+#   messages: [[session_id, expected_last_seq or null, number of events], ...]
+#   events:   [[message number (from 1), event_id, type, author, invocation_id, agent_id,
+#               branch, role or null when there is no content, text, data, actions,
+#               metadata], ...]
+# It returns one row per message up to and including the first that cannot be written, which
+# carries the failure; every message before it is written, it and those after it are not.
+#
+# - The sessions' rows are locked FOR UPDATE in id order, so two appends never wait on each
+#   other in a cycle. The lock makes seq gapless and in commit order per session and costs
+#   nothing across sessions; `locked` holds the rows as of the lock (the latest versions).
+# - An event is new unless its session holds its id already or an earlier event of the batch
+#   has the same id. The lookup uses the statement's snapshot: an event committed by another
+#   writer while this one waited for the lock is missed, and the insert then fails on
+#   events_session_event_id_key; the repository retries, with a new snapshot.
+# - expected_last_seq is checked only for a message that has something new, so resending a
+#   committed message is harmless.
+# - State deltas fold into one overlay per session (the last value of each key wins; null
+#   removes the key). When a merged state would pass the limit, nothing is written and every
+#   row says so: the repository then retries message by message to find the culprit.
+APPEND: LiteralString = f"""
+WITH msg AS (
+    SELECT ord::int AS m, x->>0 AS session_id, (x->>1)::bigint AS expected,
+           (x->>2)::int AS total
+    FROM jsonb_array_elements(%(messages)s::jsonb) WITH ORDINALITY AS t(x, ord)
+), locked AS (
+    SELECT id, app_name, user_id, last_seq, state, ({LIVE}) AS live
+    FROM sessions WHERE id IN (SELECT session_id FROM msg)
+    ORDER BY id
+    FOR UPDATE
+), ev AS (
+    SELECT (e->>0)::int AS m, k, e
+    FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS t(e, k)
+), flagged AS (
+    SELECT ev.m, ev.k, ev.e, msg.session_id,
+           row_number() OVER (PARTITION BY msg.session_id, ev.e->>1 ORDER BY ev.m, ev.k) = 1
+           AND NOT EXISTS (
+               SELECT 1 FROM events AS stored
+               WHERE stored.session_id = msg.session_id AND stored.event_id = ev.e->>1
+           ) AS fresh
+    FROM ev JOIN msg USING (m)
+), judged AS (
+    SELECT msg.m, msg.session_id, msg.total, counted.fresh_count,
+           locked.last_seq + COALESCE(sum(counted.fresh_count) OVER (
+               PARTITION BY msg.session_id ORDER BY msg.m
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before,
+           CASE
+               WHEN locked.live IS NOT TRUE THEN 'session_not_found'
+               WHEN counted.fresh_count > 0 AND msg.expected IS NOT NULL
+                    AND msg.expected <> locked.last_seq + COALESCE(sum(counted.fresh_count)
+                        OVER (PARTITION BY msg.session_id ORDER BY msg.m
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                   THEN 'last_seq_mismatch'
+           END AS failure
+    FROM msg
+    LEFT JOIN locked ON locked.id = msg.session_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE flagged.fresh)::int AS fresh_count
+        FROM flagged WHERE flagged.m = msg.m
+    ) AS counted
+), cutoff AS (
+    SELECT COALESCE(min(m) FILTER (WHERE failure IS NOT NULL), 2147483647) AS m FROM judged
+), kept AS (
+    SELECT flagged.session_id, flagged.m, flagged.k, flagged.e, locked.app_name,
+           locked.user_id,
+           locked.last_seq + row_number() OVER (
+               PARTITION BY flagged.session_id ORDER BY flagged.m, flagged.k) AS seq
+    FROM flagged JOIN locked ON locked.id = flagged.session_id
+    WHERE flagged.fresh AND flagged.m < (SELECT m FROM cutoff)
+), last_delta AS (
+    SELECT DISTINCT ON (kept.session_id, delta.key) kept.session_id, delta.key, delta.value
+    FROM kept, jsonb_each(kept.e->10->'state_delta') AS delta
+    WHERE jsonb_typeof(kept.e->10->'state_delta') = 'object'
+    ORDER BY kept.session_id, delta.key, kept.seq DESC
+), new_state AS (
+    SELECT locked.id,
+           (locked.state || COALESCE(
+                jsonb_object_agg(key, value) FILTER (WHERE value <> 'null'::jsonb), '{{}}'))
+           - COALESCE(array_agg(key) FILTER (WHERE value = 'null'::jsonb), '{{}}')
+               AS state
+    FROM last_delta JOIN locked ON locked.id = last_delta.session_id
+    GROUP BY locked.id, locked.state
+), too_large AS (
+    SELECT EXISTS (
+        SELECT 1 FROM new_state WHERE octet_length(state::text) > %(max_state_bytes)s
+    ) AS yes
+), inserted AS (
     INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
                         invocation_id, agent_id, branch, content_role, content_text, data,
                         actions, metadata)
-    SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9,
-           r->>10, r->>11, NULLIF(r->12, 'null'::jsonb), NULLIF(r->13, 'null'::jsonb),
-           NULLIF(r->14, 'null'::jsonb)
-    FROM jsonb_array_elements(%(events)s::jsonb) AS r
+    SELECT session_id, seq, e->>1, app_name, user_id, e->>2, e->>3, e->>4, e->>5, e->>6,
+           COALESCE(e->>7, ''), e->>8, NULLIF(e->9, 'null'::jsonb),
+           NULLIF(e->10, 'null'::jsonb), NULLIF(e->11, 'null'::jsonb)
+    FROM kept
+    WHERE NOT (SELECT yes FROM too_large)
+), counts AS (
+    SELECT session_id, count(*) AS appended, count(DISTINCT m) AS changes,
+           sum(length(e->>8)) AS text_chars
+    FROM kept GROUP BY session_id
+), by_type AS (
+    SELECT session_id, jsonb_object_agg(key, n) AS counts
+    FROM (SELECT session_id, e->>2 AS key, count(*) AS n FROM kept GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), by_author AS (
+    SELECT session_id, jsonb_object_agg(key, n) AS counts
+    FROM (SELECT session_id, e->>3 AS key, count(*) AS n FROM kept GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), by_role AS (
+    SELECT session_id, jsonb_object_agg(key, n) AS counts
+    FROM (SELECT session_id, e->>7 AS key, count(*) AS n FROM kept
+          WHERE e->>7 IS NOT NULL GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), updated AS (
+    UPDATE sessions AS s SET
+        last_seq = s.last_seq + counts.appended,
+        event_count = s.event_count + counts.appended,
+        version = s.version + counts.changes,
+        state = COALESCE(new_state.state, s.state),
+        events_by_type = add_counts(s.events_by_type, by_type.counts),
+        events_by_author = add_counts(s.events_by_author, by_author.counts),
+        events_by_role = add_counts(s.events_by_role, COALESCE(by_role.counts, '{{}}')),
+        text_chars = s.text_chars + counts.text_chars,
+        first_event_time = COALESCE(s.first_event_time, now()),
+        last_event_time = now(),
+        update_time = now()
+    FROM counts
+    JOIN by_type USING (session_id)
+    JOIN by_author USING (session_id)
+    LEFT JOIN by_role USING (session_id)
+    LEFT JOIN new_state ON new_state.id = counts.session_id
+    WHERE s.id = counts.session_id AND NOT (SELECT yes FROM too_large)
 )
-UPDATE sessions AS s SET
-    last_seq = u.last_seq,
-    event_count = s.event_count + u.appended,
-    version = s.version + u.changes,
-    state = CASE WHEN u.state_set IS NULL THEN s.state
-        ELSE (s.state || u.state_set) - ARRAY(SELECT jsonb_array_elements_text(u.state_remove))
-        END,
-    events_by_type = u.events_by_type,
-    events_by_author = u.events_by_author,
-    events_by_role = u.events_by_role,
-    text_chars = u.text_chars,
-    first_event_time = COALESCE(s.first_event_time, now()),
-    last_event_time = now(),
-    update_time = now()
-FROM jsonb_to_recordset(%(sessions)s::jsonb) AS u(
-    id text, last_seq bigint, appended bigint, changes bigint, state_set jsonb,
-    state_remove jsonb, events_by_type jsonb, events_by_author jsonb, events_by_role jsonb,
-    text_chars bigint)
-WHERE s.id = u.id
-RETURNING s.id,
-    CASE WHEN u.state_set IS NULL THEN 0 ELSE octet_length(s.state::text) END AS state_bytes
+SELECT judged.m, judged.session_id, judged.fresh_count AS appended,
+       judged.total - judged.fresh_count AS duplicates,
+       CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
+            ELSE judged.seq_before END AS last_seq,
+       judged.failure,
+       (SELECT yes FROM too_large) AS state_too_large
+FROM judged
+WHERE judged.m <= (SELECT m FROM cutoff)
+ORDER BY judged.m
 """
 EVENT_COLUMNS: LiteralString = """
     session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
@@ -101,45 +196,63 @@ class AppendResult:
     failure: DomainError | None = None
 
 
-class _StateTooLarge(Exception):
-    """A merged state outgrew the limit: the batch is rolled back."""
-
-
-@dataclass
-class _SessionWrite:
-    """What a batch does to one session, accumulated message by message."""
-
-    app_name: str
-    user_id: str
-    last_seq: int
-    by_type: Counter[str]
-    by_author: Counter[str]
-    by_role: Counter[str]
-    text_chars: int
-    appended: int = 0
-    changes: int = 0
-    state_overlay: dict[str, Any] = field(default_factory=dict)
-    stored_ids: set[str] = field(default_factory=set)
-
-
 class EventRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
 
     async def append(self, messages: list[AppendMessage], max_state_bytes: int) -> AppendResult:
         """Write the messages in order in one transaction, up to the first that cannot be
-        written. Every event must have its `event_id` set.
-
-        The sessions' rows are locked FOR UPDATE, in id order so that two batches never wait
-        on each other in a cycle: that lock makes seq gapless and in commit order per session
-        and costs nothing across sessions. When a merged state would exceed
-        `max_state_bytes`, the batch is retried one message per transaction so that the
-        messages before the offending one still commit."""
-        try:
-            return await self._append_batch(messages, max_state_bytes)
-        except _StateTooLarge:
+        written (see APPEND). Every event must have its `event_id` set."""
+        rows: list[dict[str, Any]] = []
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                rows = await self._append_once(messages, max_state_bytes)
+                break
+            except psycopg.errors.UniqueViolation as exc:
+                # Another writer stored one of these event ids while this append waited for
+                # the session lock: a new statement sees it and counts it as a duplicate.
+                last_attempt = attempt == APPEND_ATTEMPTS - 1
+                if exc.diag.constraint_name != "events_session_event_id_key" or last_attempt:
+                    raise
+        if rows and rows[0]["state_too_large"]:
             if len(messages) == 1:
                 return AppendResult([], _state_too_large(max_state_bytes))
+            return await self._append_one_by_one(messages, max_state_bytes)
+        result = AppendResult([])
+        for row in rows:
+            if row["failure"] is not None:
+                result.failure = _failure(row["failure"], row["session_id"], row["last_seq"])
+                break
+            result.outcomes.append(
+                AppendOutcome(
+                    session_id=row["session_id"],
+                    appended=row["appended"],
+                    duplicates=row["duplicates"],
+                    last_seq=row["last_seq"],
+                )
+            )
+        return result
+
+    async def _append_once(
+        self, messages: list[AppendMessage], max_state_bytes: int
+    ) -> list[dict[str, Any]]:
+        header: list[list[Any]] = []
+        rows: list[str] = []
+        for number, message in enumerate(messages, start=1):
+            header.append([message.session_id, message.expected_last_seq, len(message.events)])
+            rows.extend(_event_json(number, event) for event in message.events)
+        params = {
+            "messages": json.dumps(header),
+            "events": "[" + ",".join(rows) + "]",
+            "max_state_bytes": max_state_bytes,
+        }
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(APPEND, params)
+            return await cursor.fetchall()
+
+    async def _append_one_by_one(
+        self, messages: list[AppendMessage], max_state_bytes: int
+    ) -> AppendResult:
         result = AppendResult([])
         for message in messages:
             single = await self.append([message], max_state_bytes)
@@ -147,35 +260,6 @@ class EventRepository:
             if single.failure is not None:
                 result.failure = single.failure
                 break
-        return result
-
-    async def _append_batch(
-        self, messages: list[AppendMessage], max_state_bytes: int
-    ) -> AppendResult:
-        # Two round trips: (BEGIN, lock, look up stored ids), then (write, COMMIT); a third
-        # only when some message changed state, to check the merged sizes before COMMIT.
-        ids = sorted({message.session_id for message in messages})
-        pairs = [[m.session_id, event.event_id] for m in messages for event in m.events]
-        async with (
-            self._database.connection() as connection,
-            connection.pipeline(),
-            connection.transaction(),
-        ):
-            locked = await connection.execute(LOCK_SESSIONS, {"ids": ids})
-            stored = await connection.execute(SELECT_STORED_IDS, {"pairs": json.dumps(pairs)})
-            writes = _writes(ids, await locked.fetchall())
-            for row in await stored.fetchall():
-                if (write := writes[row["session_id"]]) is not None:
-                    write.stored_ids.add(row["event_id"])
-            result, rows = _plan(messages, writes)
-            if rows:
-                changed = _changed_sessions(writes)
-                params = {"events": "[" + ",".join(rows) + "]", "sessions": json.dumps(changed)}
-                written = await connection.execute(WRITE_BATCH, params)
-                if any(session["state_set"] is not None for session in changed):
-                    for row in await written.fetchall():
-                        if row["state_bytes"] > max_state_bytes:
-                            raise _StateTooLarge
         return result
 
     async def list(
@@ -241,113 +325,30 @@ class EventRepository:
         )
 
 
-def _writes(ids: list[str], rows: list[dict[str, Any]]) -> dict[str, _SessionWrite | None]:
-    """What each locked session starts from; None for sessions missing or not live."""
-    writes: dict[str, _SessionWrite | None] = dict.fromkeys(ids)
-    for row in rows:
-        if row["live"]:
-            writes[row["id"]] = _SessionWrite(
-                app_name=row["app_name"],
-                user_id=row["user_id"],
-                last_seq=row["last_seq"],
-                by_type=Counter(row["events_by_type"]),
-                by_author=Counter(row["events_by_author"]),
-                by_role=Counter(row["events_by_role"]),
-                text_chars=row["text_chars"],
-            )
-    return writes
-
-
-def _plan(
-    messages: list[AppendMessage], writes: dict[str, _SessionWrite | None]
-) -> tuple[AppendResult, list[str]]:
-    """Decide, message by message, what gets written: the new events as JSON rows and each
-    session's new counters. Stops at the first message that cannot be written. Events whose
-    id the session holds (or that repeat an id of the batch) are duplicates; the expected
-    last_seq is only checked for a message that has something new, so resending a committed
-    message is harmless."""
-    result = AppendResult([])
-    rows: list[str] = []
-    for message in messages:
-        write = writes[message.session_id]
-        if write is None:
-            result.failure = session_not_found(message.session_id)
-            break
-        fresh = []
-        for event in message.events:
-            if event.event_id not in write.stored_ids:
-                write.stored_ids.add(event.event_id)
-                fresh.append(event)
-        expected = message.expected_last_seq
-        if fresh and expected is not None and expected != write.last_seq:
-            result.failure = ExpectationFailed(
-                f"session {message.session_id!r} is at last_seq {write.last_seq}, "
-                f"not {expected}; nothing of this message was written",
-                reason="LAST_SEQ_MISMATCH",
-                metadata={"session_id": message.session_id, "last_seq": str(write.last_seq)},
-            )
-            break
-        for event in fresh:
-            write.last_seq += 1
-            rows.append(_event_row(message.session_id, write, event))
-        if fresh:
-            write.appended += len(fresh)
-            write.changes += 1
-        result.outcomes.append(
-            AppendOutcome(
-                session_id=message.session_id,
-                appended=len(fresh),
-                duplicates=len(message.events) - len(fresh),
-                last_seq=write.last_seq,
-            )
-        )
-    return result, rows
-
-
-def _event_row(session_id: str, write: _SessionWrite, event: NewEvent) -> str:
-    """One event as a JSON row for WRITE_BATCH; also counts it into its session."""
-    role, text = (event.content.role, event.content.text) if event.content else ("", "")
+def _event_json(number: int, event: NewEvent) -> str:
+    """One event as a row of APPEND's `events` parameter."""
+    role = event.content.role if event.content is not None else None
+    text = event.content.text if event.content is not None else ""
     scalars = json.dumps(
-        [session_id, write.last_seq, event.event_id, write.app_name, write.user_id, event.type,
-         event.author, event.invocation_id, event.agent_id, event.branch, role, text],
+        [number, event.event_id, event.type, event.author, event.invocation_id,
+         event.agent_id, event.branch, role, text],
         ensure_ascii=False,
     )  # fmt: skip
     state_delta = event.actions.state_delta if event.actions is not None else None
     data = event.data.encoded if event.data is not None else "null"
     actions = f'{{"state_delta":{state_delta.encoded}}}' if state_delta else "null"
     metadata = event.metadata.encoded if event.metadata is not None else "null"
-    write.by_type[event.type] += 1
-    write.by_author[event.author] += 1
-    if event.content is not None:
-        write.by_role[role] += 1
-    write.text_chars += len(text)
-    if state_delta:
-        write.state_overlay.update(state_delta.value)
     return f"{scalars[:-1]},{data},{actions},{metadata}]"
 
 
-def _changed_sessions(writes: dict[str, _SessionWrite | None]) -> list[dict[str, Any]]:
-    """The new counters of every session the batch appends to, for WRITE_BATCH."""
-    return [
-        {
-            "id": session_id,
-            "last_seq": write.last_seq,
-            "appended": write.appended,
-            "changes": write.changes,
-            "state_set": (
-                {k: v for k, v in write.state_overlay.items() if v is not None}
-                if write.state_overlay
-                else None
-            ),
-            "state_remove": [k for k, v in write.state_overlay.items() if v is None],
-            "events_by_type": write.by_type,
-            "events_by_author": write.by_author,
-            "events_by_role": write.by_role,
-            "text_chars": write.text_chars,
-        }
-        for session_id, write in writes.items()
-        if write is not None and write.appended
-    ]
+def _failure(kind: str, session_id: str, last_seq: int) -> DomainError:
+    if kind == "session_not_found":
+        return session_not_found(session_id)
+    return ExpectationFailed(
+        f"session {session_id!r} is at last_seq {last_seq}; nothing of this message was written",
+        reason="LAST_SEQ_MISMATCH",
+        metadata={"session_id": session_id, "last_seq": str(last_seq)},
+    )
 
 
 def _state_too_large(max_state_bytes: int) -> InvalidArgument:

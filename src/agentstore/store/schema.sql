@@ -76,3 +76,15 @@ CREATE TABLE events (
 CREATE INDEX events_feed_idx ON events (tx_id, position);
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
+
+-- The sum of two {"key": count} objects, for the counters above.
+CREATE FUNCTION add_counts(total jsonb, more jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT COALESCE(jsonb_object_agg(key, n), '{}'::jsonb)
+    FROM (
+        SELECT key, sum(value::bigint) AS n
+        FROM (SELECT * FROM jsonb_each_text(total) UNION ALL SELECT * FROM jsonb_each_text(more))
+            AS counts
+        GROUP BY key
+    ) AS sums
+$$;
