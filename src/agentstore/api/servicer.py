@@ -165,11 +165,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
-        async def requests() -> AsyncIterator[dict[str, Any]]:
-            async for request in request_iterator:
-                yield append_request_fields(request)
-
-        totals = await self._events.append_stream(requests())
+        totals = await self._events.append_stream(request_iterator, append_request_fields)
         return session_service_pb2.AppendEventsResponse(
             appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
         )

@@ -64,13 +64,18 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+# Compact, UTF-8 as is, and strict: JSON has no NaN or infinity. Built once: json.dumps with
+# options builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_json_object(value: Any, info: ValidationInfo) -> str:
     """`value` as compact JSON, checked: an object, NUL-free, finite numbers, within the
     size limit of its field (state or metadata)."""
     if not isinstance(value, dict):
         raise ValueError("must be an object")
     try:
-        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = _COMPACT_JSON.encode(value)
     except ValueError:
         raise ValueError("must not contain NaN or infinite numbers (JSON has none)") from None
     except TypeError as exc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -21,6 +21,9 @@ from agentstore.service.validation import field_path, validate, validate_identif
 from agentstore.store.events import EventRepository
 
 __all__ = ["AppendTotals", "EventPage", "EventService"]
+
+# A request message as the transport delivers it; `decode` turns it into plain fields.
+RequestT = TypeVar("RequestT")
 
 LIST_PAGE = PageSize(default=100, maximum=1000)
 # Keep a page well inside the 4 MiB that gRPC clients accept by default.
@@ -64,13 +67,15 @@ class EventService:
         self._repository = repository
         self._limits = limits
 
-    async def append_stream(self, requests: AsyncIterator[dict[str, Any]]) -> AppendTotals:
+    async def append_stream(
+        self, requests: AsyncIterator[RequestT], decode: Callable[[RequestT], dict[str, Any]]
+    ) -> AppendTotals:
         """Append every request message of a stream, each all-or-nothing and committed while
         the stream goes on. Messages that arrive while a commit is in flight are committed
         together in the next transaction. On the first failing message, everything before it
         stays committed and its error is raised (with `message_index` in its metadata)."""
         queue: asyncio.Queue[_Validated | _Stopped] = asyncio.Queue(READ_AHEAD)
-        reader = asyncio.create_task(self._read(requests, queue))
+        reader = asyncio.create_task(self._read(requests, decode, queue))
         totals = AppendTotals()
         try:
             while True:
@@ -97,12 +102,15 @@ class EventService:
                 await reader
 
     async def _read(
-        self, requests: AsyncIterator[dict[str, Any]], queue: asyncio.Queue[_Validated | _Stopped]
+        self,
+        requests: AsyncIterator[RequestT],
+        decode: Callable[[RequestT], dict[str, Any]],
+        queue: asyncio.Queue[_Validated | _Stopped],
     ) -> None:
         index = 0
         try:
             async for request in requests:
-                await queue.put(self._validate_message(request, index))
+                await queue.put(self._validate_message(decode(request), index))
                 index += 1
         except DomainError as exc:
             exc.metadata["message_index"] = str(index)
