@@ -449,3 +449,13 @@ async def test_two_streams_racing_with_the_same_event_ids_store_each_once(
     assert sorted(e.event_id for e in events) == sorted(
         f"r{m}-{e}" for m in range(60) for e in range(5)
     )
+
+
+async def test_a_large_event_of_varied_chinese_text_is_stored_and_indexed(
+    stub: SessionServiceStub, session_id: str
+) -> None:
+    # Many distinct character pairs: more than a tsvector could hold if all were indexed.
+    text = "".join(chr(0x4E00 + (n * 7919) % 20000) for n in range(300_000))
+    await append(stub, message(session_id, [event(text)]))
+    (stored,) = await all_events(stub, session_id)
+    assert stored.content.text == text

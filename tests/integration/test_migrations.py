@@ -23,7 +23,8 @@ SCHEMA_SQL = (
 # Enough of the catalog to tell two schemas apart: columns with types, defaults and
 # nullability; constraints and indexes with their full definitions.
 DESCRIBE = [
-    """SELECT table_name, column_name, data_type, column_default, is_nullable, is_identity
+    """SELECT table_name, column_name, data_type, column_default, is_nullable, is_identity,
+              generation_expression
        FROM information_schema.columns WHERE table_schema = 'public'
          AND table_name <> 'schema_migrations'
        ORDER BY table_name, column_name""",
