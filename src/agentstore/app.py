@@ -22,11 +22,13 @@ from psycopg_pool import PoolTimeout
 from agentstore.api.servicer import SessionServicer
 from agentstore.config import Settings
 from agentstore.service.events import EventService
+from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
 from agentstore.store.events import EventRepository
 from agentstore.store.migrator import MigrationError, apply_migrations
+from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
 from agentstore.v1 import session_service_pb2, session_service_pb2_grpc
 
@@ -77,6 +79,7 @@ class AgentStoreServer:
         await self._database.open(settings.database_timeout.total_seconds())
         sessions = SessionService(SessionRepository(self._database), settings.limits)
         events = EventService(EventRepository(self._database), settings.limits)
+        search = SearchService(SearchRepository(self._database), settings.limits)
 
         # gRPC refuses messages past twice our own limit outright; between the two, the
         # service answers with details naming the limit.
@@ -84,7 +87,7 @@ class AgentStoreServer:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", receive_limit)])
         # The generated registration function carries no annotations.
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SessionServicer(sessions, events), server
+            SessionServicer(sessions, events, search), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -9,12 +9,6 @@ from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 
 
-async def test_search_is_unimplemented(stub: SessionServiceStub) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.Search(pb.SearchRequest(query="x"))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 async def test_stream_events_is_unimplemented(stub: SessionServiceStub) -> None:
     call = stub.StreamEvents(pb.StreamEventsRequest(session_id="x"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -21,6 +21,7 @@ from agentstore.api.mapping import (
     timestamp_to_datetime,
 )
 from agentstore.service.events import EventService
+from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
@@ -47,9 +48,12 @@ async def _unimplemented(context: Context, rpc: str) -> None:
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionService, events: EventService) -> None:
+    def __init__(
+        self, sessions: SessionService, events: EventService, search: SearchService
+    ) -> None:
         self._sessions = sessions
         self._events = events
+        self._search = search
 
     @handle_errors
     async def CreateSession(
@@ -203,7 +207,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_service_pb2.SessionStats:
         return session_stats_to_proto(await self._events.stats(request.session_id))
 
-    # StreamEvents and Search land with their own issues; until then they say so plainly.
+    # StreamEvents lands with its own issue; until then it says so plainly.
 
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
@@ -211,8 +215,32 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         await _unimplemented(context, "StreamEvents")
         yield session_service_pb2.StreamEventsResponse()
 
+    @handle_errors
     async def Search(
         self, request: session_service_pb2.SearchRequest, context: Context
     ) -> session_service_pb2.SearchResponse:
-        await _unimplemented(context, "Search")
-        raise AssertionError("unreachable")
+        fields: dict[str, Any] = {
+            "query": request.query,
+            "app_name": request.app_name,
+            "user_id": request.user_id,
+            "agent_id": request.agent_id,
+            "session_id": request.session_id,
+            "types": list(request.types),
+            "author": request.author,
+        }
+        if request.HasField("start_time"):
+            fields["start_time"] = timestamp_to_datetime(request.start_time)
+        if request.HasField("end_time"):
+            fields["end_time"] = timestamp_to_datetime(request.end_time)
+        page = await self._search.search(
+            fields, page_size_requested=request.page_size, page_token=request.page_token
+        )
+        return session_service_pb2.SearchResponse(
+            hits=[
+                session_service_pb2.SearchHit(
+                    event=event_to_proto(hit.event), score=hit.score, snippet=hit.snippet
+                )
+                for hit in page.hits
+            ],
+            next_page_token=page.next_page_token,
+        )

@@ -1,0 +1,76 @@
+"""Search use case: validation, query preparation, paging and snippets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agentstore.domain.errors import InvalidArgument
+from agentstore.domain.limits import Limits
+from agentstore.domain.search import CJK_RUN, SearchFilter, SearchHit, prepare_query, query_terms
+from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.validation import validate
+from agentstore.store.search import SearchRepository
+
+__all__ = ["SearchPage", "SearchService"]
+
+SEARCH_PAGE = PageSize(default=20, maximum=100)
+SNIPPET_CHARACTERS = 160
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_page_token: str
+
+
+class SearchService:
+    def __init__(self, repository: SearchRepository, limits: Limits) -> None:
+        self._repository = repository
+        self._limits = limits
+
+    async def search(
+        self, request: dict[str, Any], *, page_size_requested: int, page_token: str
+    ) -> SearchPage:
+        search = validate(SearchFilter, request, self._limits)
+        if not search.query.strip():
+            raise InvalidArgument.of("query", "must contain something to search for")
+        limit = page_size(page_size_requested, SEARCH_PAGE)
+        filters = search.model_dump(mode="json")
+        position = decode_page_token(page_token, filters)
+        after = None
+        if position is not None:
+            try:
+                after = (float(position[0]), str(position[1]), int(position[2]))
+            except (ValueError, IndexError, TypeError) as exc:
+                raise InvalidArgument.of("page_token", "is malformed") from exc
+        hits = await self._repository.search(
+            search, prepare_query(search.query), after=after, limit=limit + 1
+        )
+        next_token = ""
+        if len(hits) > limit:
+            hits = hits[:limit]
+            last = hits[-1]
+            next_token = encode_page_token(
+                [last.score, last.event.session_id, last.event.seq], filters
+            )
+        terms = query_terms(search.query)
+        return SearchPage([_with_snippet(hit, terms) for hit in hits], next_token)
+
+
+def _with_snippet(hit: SearchHit, terms: list[str]) -> SearchHit:
+    """PostgreSQL's headline marks English words; it cannot see Chinese or Japanese words
+    (the stored text is not split into them). Then mark the query's literal terms."""
+    if "<b>" in hit.snippet or not hit.event.content_text:
+        return hit
+    text = hit.event.content_text
+    cjk_terms = [term for term in terms if CJK_RUN.search(term)]
+    pattern = "|".join(re.escape(term) for term in sorted(cjk_terms, key=len, reverse=True))
+    match = re.search(pattern, text) if pattern else None
+    if match is None:
+        return replace(hit, snippet=text[:SNIPPET_CHARACTERS])
+    start = max(0, match.start() - SNIPPET_CHARACTERS // 3)
+    window = text[start : start + SNIPPET_CHARACTERS]
+    marked = re.sub(pattern, lambda found: f"<b>{found.group()}</b>", window)
+    return replace(hit, snippet=marked)
