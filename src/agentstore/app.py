@@ -21,13 +21,18 @@ from psycopg_pool import PoolTimeout
 
 from agentstore.api.servicer import SessionServicer
 from agentstore.config import Settings
+from agentstore.domain.events import Event
+from agentstore.live.doorbell import Doorbell
+from agentstore.live.hub import Hub
 from agentstore.service.events import EventService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
+from agentstore.service.streams import StreamService
 from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
 from agentstore.store.events import EventRepository
 from agentstore.store.migrator import MigrationError, apply_migrations
+from agentstore.store.notifications import Listener, notify
 from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
 from agentstore.v1 import session_service_pb2, session_service_pb2_grpc
@@ -54,6 +59,7 @@ class AgentStoreServer:
         self._server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
+        self._hub: Hub | None = None
 
     async def start(self) -> None:
         """Start everything; on failure, stop what was started and re-raise."""
@@ -77,9 +83,31 @@ class AgentStoreServer:
             conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
         await self._database.open(settings.database_timeout.total_seconds())
-        sessions = SessionService(SessionRepository(self._database), settings.limits)
-        events = EventService(EventRepository(self._database), settings.limits)
-        search = SearchService(SearchRepository(self._database), settings.limits)
+        database = self._database
+        session_repository = SessionRepository(database)
+        event_repository = EventRepository(database)
+        self._hub = Hub(
+            _session_reader(event_repository),
+            event_repository.read_feed,
+            buffer_batches=settings.follower_buffer,
+            max_streams=settings.max_streams,
+        )
+        doorbell = Doorbell(self._hub, lambda doorbells: notify(database, doorbells))
+        listener = Listener(conninfo, self._hub.ring, self._hub.ring_all)
+        sessions = SessionService(session_repository, settings.limits)
+        events = EventService(event_repository, settings.limits, on_commit=doorbell.ring)
+        search = SearchService(SearchRepository(database), settings.limits)
+        streams = StreamService(
+            session_repository, event_repository, self._hub, settings.limits,
+            heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
+        )  # fmt: skip
+        self._tasks.append(asyncio.create_task(listener.run(), name="listener"))
+        self._tasks.append(
+            asyncio.create_task(
+                self._hub.poll(settings.live_poll_interval.total_seconds()), name="live-poll"
+            )
+        )
+        await listener.connected.wait()
 
         # gRPC refuses messages past twice our own limit outright; between the two, the
         # service answers with details naming the limit.
@@ -87,7 +115,7 @@ class AgentStoreServer:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", receive_limit)])
         # The generated registration function carries no annotations.
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SessionServicer(sessions, events, search), server
+            SessionServicer(sessions, events, search, streams), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -104,7 +132,7 @@ class AgentStoreServer:
         self._server = server
         await server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(
                 self._every(settings.reaper_interval.total_seconds(), lambda: self._reap(sessions)),
                 name="reaper",
@@ -126,6 +154,10 @@ class AgentStoreServer:
     async def stop(self) -> None:
         """Stop gracefully; safe to call more than once and after a failed start."""
         await self._health.enter_graceful_shutdown()
+        if self._hub is not None:
+            # Streams would otherwise hold the drain for the whole grace period: they end
+            # now with UNAVAILABLE, and their clients reconnect elsewhere.
+            self._hub.close()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace.total_seconds())
             self._server = None
@@ -201,3 +233,13 @@ async def migrate(settings: Settings) -> int:
     finally:
         if embedded is not None:
             await embedded.stop()
+
+
+def _session_reader(
+    repository: EventRepository,
+) -> Callable[[str, int, int], Awaitable[list[tuple[int, Event]]]]:
+    async def read(session_id: str, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        events = await repository.read_after(session_id, after_seq, limit)
+        return [(event.seq, event) for event in events]
+
+    return read

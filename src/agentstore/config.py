@@ -108,6 +108,20 @@ class Settings(BaseModel):
     max_message_bytes: ByteSize = Field(
         default=16 * 1024 * 1024, description="largest AppendEvents request message (encoded)"
     )
+    max_streams: int = Field(
+        default=10_000, ge=1, description="most StreamEvents calls open at once on this server"
+    )
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=15),
+        description="an idle StreamEvents stream gets a heartbeat message this often",
+    )
+    live_poll_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description="followers re-read the table this often even without a notification",
+    )
+    follower_buffer: int = Field(
+        default=64, ge=1, description="batches a follower may have unread before it falls back"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("listen")
@@ -146,7 +160,12 @@ class Settings(BaseModel):
         return value.upper()
 
     @field_validator(
-        "database_timeout", "health_check_interval", "reaper_interval", "expired_grace"
+        "database_timeout",
+        "health_check_interval",
+        "reaper_interval",
+        "expired_grace",
+        "heartbeat_interval",
+        "live_poll_interval",
     )
     @classmethod
     def _check_positive(cls, value: timedelta) -> timedelta:

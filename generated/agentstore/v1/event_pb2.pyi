@@ -24,7 +24,7 @@ class EventActions(_message.Message):
     def __init__(self, state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "session_id", "seq", "position", "type", "author", "invocation_id", "agent_id", "branch", "content", "data", "actions", "metadata", "create_time")
+    __slots__ = ("event_id", "session_id", "seq", "position", "type", "author", "invocation_id", "agent_id", "branch", "content", "data", "actions", "metadata", "create_time", "resume_token")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Event(_message.Message):
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     session_id: str
     seq: int
@@ -53,4 +54,5 @@ class Event(_message.Message):
     actions: EventActions
     metadata: _struct_pb2.Struct
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., position: _Optional[int] = ..., type: _Optional[str] = ..., author: _Optional[str] = ..., invocation_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., branch: _Optional[str] = ..., content: _Optional[_Union[Content, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., actions: _Optional[_Union[EventActions, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, event_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., position: _Optional[int] = ..., type: _Optional[str] = ..., author: _Optional[str] = ..., invocation_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., branch: _Optional[str] = ..., content: _Optional[_Union[Content, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., actions: _Optional[_Union[EventActions, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...

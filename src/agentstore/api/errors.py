@@ -24,6 +24,7 @@ from agentstore.domain.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    ServerShuttingDown,
     StoreUnavailable,
 )
 
@@ -40,6 +41,7 @@ _CODES: dict[type[DomainError], int] = {
     ExpectationFailed: code_pb2.ABORTED,
     LimitExceeded: code_pb2.RESOURCE_EXHAUSTED,
     StoreUnavailable: code_pb2.UNAVAILABLE,
+    ServerShuttingDown: code_pb2.UNAVAILABLE,
 }
 
 

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
+from agentstore.service.streams import StreamMessage
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "session_status_from_proto",
     "session_to_proto",
     "store_stats_to_proto",
+    "stream_message_to_proto",
     "struct_to_dict",
     "timestamp_to_datetime",
 ]
@@ -185,3 +187,15 @@ def session_stats_to_proto(stats: SessionStats) -> session_service_pb2.SessionSt
     if stats.last_event_time is not None:
         message.last_event_time.CopyFrom(datetime_to_timestamp(stats.last_event_time))
     return message
+
+
+def stream_message_to_proto(message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
+    events = [event_to_proto(event) for event in message.events]
+    for event, token in zip(events, message.tokens, strict=False):
+        event.resume_token = token
+    return session_service_pb2.StreamEventsResponse(
+        events=events,
+        caught_up=message.caught_up,
+        heartbeat=message.heartbeat,
+        resume_token=message.resume_token,
+    )

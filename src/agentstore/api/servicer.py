@@ -17,12 +17,14 @@ from agentstore.api.mapping import (
     session_status_from_proto,
     session_to_proto,
     store_stats_to_proto,
+    stream_message_to_proto,
     struct_to_dict,
     timestamp_to_datetime,
 )
 from agentstore.service.events import EventService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
+from agentstore.service.streams import StreamService
 from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
 __all__ = ["SessionServicer"]
@@ -43,17 +45,18 @@ def _with_state(view: int) -> bool:
     return view != session_pb2.SESSION_VIEW_BASIC
 
 
-async def _unimplemented(context: Context, rpc: str) -> None:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet")
-
-
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     def __init__(
-        self, sessions: SessionService, events: EventService, search: SearchService
+        self,
+        sessions: SessionService,
+        events: EventService,
+        search: SearchService,
+        streams: StreamService,
     ) -> None:
         self._sessions = sessions
         self._events = events
         self._search = search
+        self._streams = streams
 
     @handle_errors
     async def CreateSession(
@@ -207,13 +210,22 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_service_pb2.SessionStats:
         return session_stats_to_proto(await self._events.stats(request.session_id))
 
-    # StreamEvents lands with its own issue; until then it says so plainly.
-
+    @handle_errors
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
     ) -> AsyncIterator[session_service_pb2.StreamEventsResponse]:
-        await _unimplemented(context, "StreamEvents")
-        yield session_service_pb2.StreamEventsResponse()
+        fields = {
+            "session_id": request.session_id,
+            "after_seq": request.after_seq,
+            "app_name": request.app_name,
+            "user_id": request.user_id,
+            "agent_id": request.agent_id,
+            "types": list(request.types),
+            "follow": request.follow,
+            "resume_token": request.resume_token,
+        }
+        async for message in self._streams.stream(fields):
+            yield stream_message_to_proto(message)
 
     @handle_errors
     async def Search(

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidArgument",
     "LimitExceeded",
     "NotFound",
+    "ServerShuttingDown",
     "StoreUnavailable",
 ]
 
@@ -90,3 +91,9 @@ class StoreUnavailable(DomainError):
     """The database cannot be reached right now; the call may be retried."""
 
     default_reason = "STORE_UNAVAILABLE"
+
+
+class ServerShuttingDown(DomainError):
+    """The server is stopping: the client should reconnect, to this or another replica."""
+
+    default_reason = "SERVER_SHUTTING_DOWN"

@@ -22,12 +22,15 @@ from agentstore.domain.sessions import (
 )
 
 __all__ = [
+    "FEED_START",
     "MAX_LABEL_LENGTH",
     "NO_NUL",
     "AppendMessage",
     "AppendOutcome",
     "Event",
     "EventFilter",
+    "FeedPosition",
+    "FeedScope",
     "JsonDocument",
     "Label",
     "NewContent",
@@ -109,6 +112,7 @@ class AppendOutcome:
     """What one committed message did."""
 
     session_id: str
+    app_name: str
     appended: int
     duplicates: int
     last_seq: int
@@ -149,6 +153,20 @@ class EventFilter(_Input):
     start_time: datetime | None = None
     end_time: datetime | None = None
     descending: bool = False
+
+
+# Where a feed across sessions stands: (transaction id, position) of the last event seen.
+FeedPosition = tuple[int, int]
+FEED_START: FeedPosition = (0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedScope:
+    """Which events a feed across sessions carries: an app's, maybe one user's or agent's."""
+
+    app_name: str
+    user_id: str = ""
+    agent_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,9 +63,16 @@ class _Stopped:
 
 
 class EventService:
-    def __init__(self, repository: EventRepository, limits: Limits) -> None:
+    def __init__(
+        self,
+        repository: EventRepository,
+        limits: Limits,
+        on_commit: Callable[[list[tuple[str, str]]], None] = lambda appended: None,
+    ) -> None:
         self._repository = repository
         self._limits = limits
+        # Told the (app_name, session_id) of every committed append: live followers wait.
+        self._on_commit = on_commit
 
     async def append_stream(
         self, requests: AsyncIterator[RequestT], decode: Callable[[RequestT], dict[str, Any]]
@@ -88,6 +95,9 @@ class EventService:
                         totals.appended += outcome.appended
                         totals.duplicates += outcome.duplicates
                         totals.last_seq[outcome.session_id] = outcome.last_seq
+                    appended = {(o.app_name, o.session_id) for o in result.outcomes if o.appended}
+                    if appended:
+                        self._on_commit(sorted(appended))
                     if result.failure is not None:
                         failed = batch[len(result.outcomes)]
                         result.failure.metadata["message_index"] = str(failed.index)
@@ -162,7 +172,7 @@ class EventService:
             if len(position) != 1 or not isinstance(position[0], int):
                 raise InvalidArgument.of("page_token", "is malformed")
             after = position[0]
-        events = await self._repository.list(event_filter, after=after, limit=limit + 1)
+        events = await self._repository.list_events(event_filter, after=after, limit=limit + 1)
         page = _within_budget(events[:limit])
         next_token = ""
         if len(events) > len(page):  # a row past the page, or the budget cut it short

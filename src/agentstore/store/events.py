@@ -19,6 +19,8 @@ from agentstore.domain.events import (
     AppendOutcome,
     Event,
     EventFilter,
+    FeedPosition,
+    FeedScope,
     NewEvent,
     SessionStats,
 )
@@ -75,7 +77,7 @@ WITH msg AS (
            ) AS fresh
     FROM ev JOIN msg USING (m)
 ), judged AS (
-    SELECT msg.m, msg.session_id, msg.total, counted.fresh_count,
+    SELECT msg.m, msg.session_id, locked.app_name, msg.total, counted.fresh_count,
            locked.last_seq + COALESCE(sum(counted.fresh_count) OVER (
                PARTITION BY msg.session_id ORDER BY msg.m
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before,
@@ -165,7 +167,7 @@ WITH msg AS (
     LEFT JOIN new_state ON new_state.id = counts.session_id
     WHERE s.id = counts.session_id AND NOT (SELECT yes FROM too_large)
 )
-SELECT judged.m, judged.session_id, judged.fresh_count AS appended,
+SELECT judged.m, judged.session_id, judged.app_name, judged.fresh_count AS appended,
        judged.total - judged.fresh_count AS duplicates,
        CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
             ELSE judged.seq_before END AS last_seq,
@@ -180,6 +182,26 @@ EVENT_COLUMNS: LiteralString = """
     content_role, content_text, data, actions, metadata, create_time
 """
 SELECT_LIVE: LiteralString = f"SELECT 1 FROM sessions WHERE id = %(id)s AND {LIVE}"
+READ_AFTER: LiteralString = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE session_id = %(session_id)s AND seq > %(after_seq)s
+ORDER BY seq LIMIT %(limit)s
+"""
+# The feed of an app: events in (tx_id, position) order, only from transactions older than
+# every one still running, so a transaction that took an earlier position but commits later
+# is never skipped: its events only become readable once nothing before them is pending.
+READ_FEED: LiteralString = f"""
+SELECT {EVENT_COLUMNS}, tx_id::text AS tx_id
+FROM events
+WHERE app_name = %(app_name)s
+  AND (tx_id, position) > (%(after_tx)s::xid8, %(after_position)s)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (%(user_id)s = '' OR user_id = %(user_id)s)
+  AND (%(agent_id)s = '' OR agent_id = %(agent_id)s)
+  AND EXISTS (SELECT 1 FROM sessions WHERE sessions.id = events.session_id AND {LIVE})
+ORDER BY tx_id, position
+LIMIT %(limit)s
+"""
 SELECT_SESSION_STATS: LiteralString = f"""
 SELECT event_count, events_by_type, events_by_author, events_by_role, text_chars,
        first_event_time, last_event_time
@@ -226,6 +248,7 @@ class EventRepository:
             result.outcomes.append(
                 AppendOutcome(
                     session_id=row["session_id"],
+                    app_name=row["app_name"],
                     appended=row["appended"],
                     duplicates=row["duplicates"],
                     last_seq=row["last_seq"],
@@ -262,7 +285,7 @@ class EventRepository:
                 break
         return result
 
-    async def list(
+    async def list_events(
         self, event_filter: EventFilter, *, after: int | None, limit: int
     ) -> list[Event]:
         """A session's events matching the filter, in seq order (or reversed), strictly after
@@ -307,6 +330,32 @@ class EventRepository:
             cursor = await connection.execute(query, params)
             rows = await cursor.fetchall()
         return [event_from_row(row) for row in rows]
+
+    async def read_after(self, session_id: str, after_seq: int, limit: int) -> list[Event]:
+        """Up to `limit` events of a session with seq > `after_seq`, in order."""
+        params = {"session_id": session_id, "after_seq": after_seq, "limit": limit}
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(READ_AFTER, params)
+            rows = await cursor.fetchall()
+        return [event_from_row(row) for row in rows]
+
+    async def read_feed(
+        self, scope: FeedScope, after: FeedPosition, limit: int
+    ) -> list[tuple[FeedPosition, Event]]:
+        """Up to `limit` events of the scope after `after`, in commit order, each with its
+        feed position."""
+        params = {
+            "app_name": scope.app_name,
+            "user_id": scope.user_id,
+            "agent_id": scope.agent_id,
+            "after_tx": str(after[0]),
+            "after_position": after[1],
+            "limit": limit,
+        }
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(READ_FEED, params)
+            rows = await cursor.fetchall()
+        return [((int(row["tx_id"]), row["position"]), event_from_row(row)) for row in rows]
 
     async def session_stats(self, session_id: str) -> SessionStats:
         async with self._database.connection() as connection:

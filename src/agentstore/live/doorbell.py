@@ -1,0 +1,45 @@
+"""Rings for appended sessions: this replica's followers at once, every replica's through
+NOTIFY, sent after the commit and coalesced, one statement for whatever piled up meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from agentstore.domain.errors import DomainError
+from agentstore.live.hub import Hub
+
+__all__ = ["Doorbell"]
+
+log = logging.getLogger(__name__)
+
+
+class Doorbell:
+    def __init__(
+        self, hub: Hub, notify: Callable[[list[tuple[str, str]]], Awaitable[None]]
+    ) -> None:
+        self._hub = hub
+        self._notify = notify
+        self._pending: set[tuple[str, str]] = set()
+        self._sending: asyncio.Task[None] | None = None
+
+    def ring(self, appended: list[tuple[str, str]]) -> None:
+        """(app_name, session_id) pairs whose appends just committed."""
+        for app_name, session_id in appended:
+            self._hub.ring(app_name, session_id)
+        self._pending.update(appended)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._pending:
+            doorbells, self._pending = sorted(self._pending), set()
+            try:
+                await self._notify(doorbells)
+            except DomainError as exc:  # other replicas' slow poll will find the events
+                log.warning("could not notify other replicas", extra={"error": exc.message})
+
+    async def flush(self) -> None:
+        if self._sending is not None:
+            await self._sending

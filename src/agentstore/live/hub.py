@@ -1,0 +1,203 @@
+"""The fan-out of new events to this replica's followers.
+
+Followers of the same session (or the same feed across sessions) share a channel. A ring of
+the doorbell marks the channel dirty; its one task then reads what is new from the table,
+once for all its followers, and offers the batch to each. Each follower has a bounded queue:
+one that falls behind stops receiving batches and reads the table itself (catch-up) until it
+is current, so memory stays bounded and nothing is lost. A slow poll rings every channel as a
+safety net for rings that never came."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from agentstore.domain.errors import DomainError, LimitExceeded
+from agentstore.domain.events import Event, FeedPosition, FeedScope
+
+__all__ = ["Batch", "Hub", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+# Where a follower stands: a seq for one session, a (tx_id, position) for a feed.
+P = TypeVar("P", int, FeedPosition)
+READ_LIMIT = 1000
+READ_RETRY_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Batch(Generic[P]):
+    """Events the channel read, in order: all there were after `after` up to the last."""
+
+    after: P
+    events: list[tuple[P, Event]]
+
+
+@dataclass(eq=False)
+class Subscription(Generic[P]):
+    """One follower's mailbox. `lagging` means batches were dropped because the follower did
+    not keep up: it must read the table from its own position."""
+
+    channel: Channel[P]
+    queue: asyncio.Queue[Batch[P] | None]
+    lagging: bool = False
+    closed: bool = False
+
+    def offer(self, batch: Batch[P]) -> None:
+        if self.lagging or self.closed:
+            return
+        try:
+            self.queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            self.lagging = True
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+
+
+@dataclass(eq=False)
+class Channel(Generic[P]):
+    """The followers of one session or feed, and the task that reads for them."""
+
+    read: Callable[[P, int], Awaitable[list[tuple[P, Event]]]]
+    position: P
+    # Removes the channel from the hub once its last follower has gone.
+    forget: Callable[[], object]
+    subscribers: set[Subscription[P]] = field(default_factory=set)
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            try:
+                await self._read_new()
+            except DomainError as exc:  # the database is away: try again soon
+                log.warning("live read failed", extra={"error": exc.message})
+                await asyncio.sleep(READ_RETRY_SECONDS)
+                self.dirty.set()
+
+    async def _read_new(self) -> None:
+        while True:
+            rows = await self.read(self.position, READ_LIMIT)
+            if not rows:
+                return
+            batch = Batch(self.position, rows)
+            self.position = rows[-1][0]
+            for subscriber in list(self.subscribers):
+                subscriber.offer(batch)
+            if len(rows) < READ_LIMIT:
+                return
+
+
+class Hub:
+    """All channels of this replica, and the count of open streams."""
+
+    def __init__(
+        self,
+        read_session: Callable[[str, int, int], Awaitable[list[tuple[int, Event]]]],
+        read_feed: Callable[
+            [FeedScope, FeedPosition, int], Awaitable[list[tuple[FeedPosition, Event]]]
+        ],
+        *,
+        buffer_batches: int = 64,
+        max_streams: int = 10_000,
+    ) -> None:
+        self._read_session = read_session
+        self._read_feed = read_feed
+        self._buffer_batches = buffer_batches
+        self._max_streams = max_streams
+        self._sessions: dict[str, Channel[int]] = {}
+        self._feeds: dict[FeedScope, Channel[FeedPosition]] = {}
+        self._streams = 0
+        self._closed = False
+
+    @property
+    def open_streams(self) -> int:
+        return self._streams
+
+    def open_stream(self) -> None:
+        """Count a stream in; raises `LimitExceeded` at the configured maximum."""
+        if self._streams >= self._max_streams:
+            raise LimitExceeded(
+                "stream", f"this server already serves {self._max_streams} streams",
+                reason="TOO_MANY_STREAMS", limit=self._max_streams,
+            )  # fmt: skip
+        self._streams += 1
+
+    def close_stream(self) -> None:
+        self._streams -= 1
+
+    def follow_session(self, session_id: str, position: int) -> Subscription[int]:
+        def read(after: int, limit: int) -> Awaitable[list[tuple[int, Event]]]:
+            return self._read_session(session_id, after, limit)
+
+        return self._subscribe(self._sessions, session_id, read, position)
+
+    def follow_feed(self, scope: FeedScope, position: FeedPosition) -> Subscription[FeedPosition]:
+        def read(after: FeedPosition, limit: int) -> Awaitable[list[tuple[FeedPosition, Event]]]:
+            return self._read_feed(scope, after, limit)
+
+        return self._subscribe(self._feeds, scope, read, position)
+
+    def _subscribe(
+        self,
+        channels: dict[Any, Channel[P]],
+        key: Hashable,
+        read: Callable[[P, int], Awaitable[list[tuple[P, Event]]]],
+        position: P,
+    ) -> Subscription[P]:
+        channel = channels.get(key)
+        if channel is None:
+            channel = Channel(read, position, forget=lambda: channels.pop(key, None))
+            channel.task = asyncio.create_task(channel.run(), name=f"live:{key}")
+            channels[key] = channel
+        subscription = Subscription(channel, asyncio.Queue(self._buffer_batches))
+        if self._closed:
+            subscription.close()
+        channel.subscribers.add(subscription)
+        return subscription
+
+    def unfollow(self, subscription: Subscription[Any]) -> None:
+        channel = subscription.channel
+        channel.subscribers.discard(subscription)
+        if channel.subscribers:
+            return
+        channel.forget()
+        if channel.task is not None:
+            channel.task.cancel()
+
+    def ring(self, app_name: str, session_id: str) -> None:
+        """Something was appended to this session: its channel and its app's feeds read."""
+        if (channel := self._sessions.get(session_id)) is not None:
+            channel.dirty.set()
+        for scope, feed in self._feeds.items():
+            if scope.app_name == app_name:
+                feed.dirty.set()
+
+    def _channels(self) -> list[Channel[Any]]:
+        return [*self._sessions.values(), *self._feeds.values()]
+
+    def ring_all(self) -> None:
+        for channel in self._channels():
+            channel.dirty.set()
+
+    async def poll(self, interval: float) -> None:
+        """Ring every channel every `interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.ring_all()
+
+    def close(self) -> None:
+        """Shutting down: every follower is told to end its stream."""
+        self._closed = True
+        for channel in self._channels():
+            for subscription in list(channel.subscribers):
+                subscription.close()

@@ -1,0 +1,219 @@
+"""StreamEvents: replay from any point, then follow live, for one session or a feed across the
+sessions of an app, without losing, repeating or reordering an event.
+
+The order of steps is what makes it safe: replay pages through the table; then the follower
+registers with the hub BEFORE its last catch-up read (an event committed in between is then
+either in that read or in a batch the hub delivers); then the client is told it is caught
+up. A batch that does not start where the follower stands (a gap), or a follower that fell
+behind and had batches dropped, sends it back to the table."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
+from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
+from agentstore.domain.limits import Limits
+from agentstore.domain.sessions import OptionalIdentifier
+from agentstore.live.hub import Hub, Subscription
+from agentstore.service.validation import validate
+from agentstore.store.events import EventRepository
+from agentstore.store.sessions import SessionRepository
+
+__all__ = ["StreamMessage", "StreamService", "feed_token"]
+
+REPLAY_PAGE = 1000
+P = TypeVar("P", int, FeedPosition)
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    """One message of a stream: events (with their feed tokens, for feeds), or a marker."""
+
+    events: list[Event] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    caught_up: bool = False
+    heartbeat: bool = False
+    resume_token: str = ""
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session_id: OptionalIdentifier = ""
+    after_seq: int = Field(default=0, ge=0)
+    app_name: OptionalIdentifier = ""
+    user_id: OptionalIdentifier = ""
+    agent_id: OptionalIdentifier = ""
+    types: list[RequiredLabel] = Field(default_factory=list)
+    follow: bool = False
+    resume_token: str = ""
+
+
+def feed_token(position: FeedPosition) -> str:
+    """The opaque resume token of a feed position."""
+    raw = f"{position[0]}.{position[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _feed_position(token: str) -> FeedPosition:
+    if not token:
+        return FEED_START
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        tx_id, _, position = raw.partition(".")
+        result = (int(tx_id), int(position))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument.of("resume_token", "is not a token this service issued") from exc
+    if result[0] < 0 or result[1] < 0:
+        raise InvalidArgument.of("resume_token", "is not a token this service issued")
+    return result
+
+
+@dataclass
+class _Follow(Generic[P]):
+    """How to read and follow one kind of stream."""
+
+    read: Callable[[P, int], Awaitable[list[tuple[P, Event]]]]
+    subscribe: Callable[[P], Subscription[P]]
+    message: Callable[[list[tuple[P, Event]]], StreamMessage]
+    marker: Callable[[P], str]
+
+
+class StreamService:
+    def __init__(
+        self,
+        sessions: SessionRepository,
+        events: EventRepository,
+        hub: Hub,
+        limits: Limits,
+        *,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._events = events
+        self._hub = hub
+        self._limits = limits
+        self._heartbeat_seconds = heartbeat_seconds
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[StreamMessage]:
+        """The messages of one StreamEvents call. Raises `InvalidArgument`, `NotFound`,
+        `LimitExceeded` (too many streams) and, on shutdown, `ServerShuttingDown`."""
+        wanted = validate(StreamRequest, request, self._limits)
+        if bool(wanted.session_id) == bool(wanted.app_name):
+            raise InvalidArgument.of(
+                "session_id", "give either session_id (one session) or app_name (a feed)"
+            )
+        self._hub.open_stream()
+        try:
+            if wanted.session_id:
+                follow: Any = await self._session_follow(wanted)
+                start: Any = wanted.after_seq
+            else:
+                if wanted.after_seq:
+                    raise InvalidArgument.of(
+                        "after_seq", "is for one session; feeds resume by token"
+                    )
+                follow = self._feed_follow(wanted)
+                start = _feed_position(wanted.resume_token)
+            async for message in self._run(follow, start, wanted.follow):
+                yield message
+        finally:
+            self._hub.close_stream()
+
+    async def _session_follow(self, wanted: StreamRequest) -> _Follow[int]:
+        await self._sessions.get(wanted.session_id, with_state=False)  # NotFound unless live
+        session_id, types = wanted.session_id, set(wanted.types)
+
+        async def read(after: int, limit: int) -> list[tuple[int, Event]]:
+            events = await self._events.read_after(session_id, after, limit)
+            return [(event.seq, event) for event in events]
+
+        def message(rows: list[tuple[int, Event]]) -> StreamMessage:
+            return StreamMessage(events=[e for _, e in rows if not types or e.type in types])
+
+        return _Follow(
+            read, lambda position: self._hub.follow_session(session_id, position), message,
+            lambda position: "",
+        )  # fmt: skip
+
+    def _feed_follow(self, wanted: StreamRequest) -> _Follow[FeedPosition]:
+        scope = FeedScope(wanted.app_name, wanted.user_id, wanted.agent_id)
+        types = set(wanted.types)
+
+        async def read(after: FeedPosition, limit: int) -> list[tuple[FeedPosition, Event]]:
+            return await self._events.read_feed(scope, after, limit)
+
+        def message(rows: list[tuple[FeedPosition, Event]]) -> StreamMessage:
+            kept = [(p, e) for p, e in rows if not types or e.type in types]
+            return StreamMessage(
+                events=[e for _, e in kept],
+                tokens=[feed_token(p) for p, _ in kept],
+                resume_token=feed_token(rows[-1][0]) if rows else "",
+            )
+
+        return _Follow(
+            read, lambda position: self._hub.follow_feed(scope, position), message, feed_token
+        )
+
+    async def _run(self, follow: _Follow[P], start: P, live: bool) -> AsyncIterator[StreamMessage]:
+        position = start
+        async for rows in _read_all(follow.read, position):
+            position = rows[-1][0]
+            if (message := follow.message(rows)).events:
+                yield message
+        if not live:
+            yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
+            return
+        subscription = follow.subscribe(position)
+        try:
+            async for rows in _read_all(follow.read, position):
+                position = rows[-1][0]
+                if (message := follow.message(rows)).events:
+                    yield message
+            yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
+            while True:
+                try:
+                    batch = await asyncio.wait_for(
+                        subscription.queue.get(), self._heartbeat_seconds
+                    )
+                except TimeoutError:
+                    yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
+                    continue
+                if batch is None or subscription.closed:
+                    raise ServerShuttingDown("the server is shutting down; reconnect")
+                if subscription.lagging or batch.after > position:
+                    # Fell behind or a gap: the table has everything, read it from here.
+                    subscription.lagging = False
+                    async for rows in _read_all(follow.read, position):
+                        position = rows[-1][0]
+                        if (message := follow.message(rows)).events:
+                            yield message
+                    continue
+                rows = [(p, event) for p, event in batch.events if p > position]
+                if rows:
+                    position = rows[-1][0]
+                    if (message := follow.message(rows)).events:
+                        yield message
+        finally:
+            self._hub.unfollow(subscription)
+
+
+async def _read_all(
+    read: Callable[[P, int], Awaitable[list[tuple[P, Event]]]], position: P
+) -> AsyncIterator[list[tuple[P, Event]]]:
+    """Pages of everything after `position`, until a page comes back short."""
+    while True:
+        rows = await read(position, REPLAY_PAGE)
+        if rows:
+            yield rows
+            position = rows[-1][0]
+        if len(rows) < REPLAY_PAGE:
+            return
