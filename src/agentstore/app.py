@@ -96,7 +96,9 @@ class AgentStoreServer:
         listener = Listener(conninfo, self._hub.ring, self._hub.ring_all)
         sessions = SessionService(session_repository, settings.limits)
         events = EventService(event_repository, settings.limits, on_commit=doorbell.ring)
-        search = SearchService(SearchRepository(database), settings.limits)
+        search = SearchService(
+            SearchRepository(database, candidates=settings.search_candidates), settings.limits
+        )
         streams = StreamService(
             session_repository, event_repository, self._hub, settings.limits,
             heartbeat_seconds=settings.heartbeat_interval.total_seconds(),

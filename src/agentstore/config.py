@@ -122,6 +122,9 @@ class Settings(BaseModel):
     follower_buffer: int = Field(
         default=64, ge=1, description="batches a follower may have unread before it falls back"
     )
+    search_candidates: int = Field(
+        default=5000, ge=1, description="Search ranks this many of the newest matches"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("listen")

@@ -262,3 +262,21 @@ async def test_the_events_table_survives_an_injection_attempt(
 ) -> None:
     await stub.Search(pb.SearchRequest(app_name=app_name, query="x'); DROP TABLE events; --"))
     assert await texts(stub, app_name, "migration")
+
+
+async def test_only_the_newest_candidates_are_ranked(database_url: str, app_name: str) -> None:
+    from agentstore.app import AgentStoreServer
+    from tests.conftest import server_settings
+
+    server = AgentStoreServer(server_settings(database_url, search_candidates=5))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = SessionServiceStub(channel)
+            session_id = await new_session(stub, app_name)
+            for n in range(8):
+                await append(stub, message(session_id, [event(f"ticket {n}")]))
+            response = await stub.Search(pb.SearchRequest(app_name=app_name, query="ticket"))
+            assert sorted(hit.event.seq for hit in response.hits) == [4, 5, 6, 7, 8]
+    finally:
+        await server.stop()

@@ -17,20 +17,29 @@ SearchCursor = tuple[float, str, int]
 
 # Hits rank by ts_rank_cd (matches close together count more; weight A, content text, above
 # B, data), then by (session_id, seq) descending so the order is total and pages are stable.
-# Events of soft-deleted, expired or purged sessions never match: the join keeps live ones.
+# Only the newest %(candidates)s matches of the scope are ranked: a common word matches a third
+# of a large store, and ranking all of it cannot be fast. The planner sees the query's
+# words (the statement is planned for its parameters, not prepared), so it walks the newest
+# events for a common word and goes through the GIN index for a rare one.
+# Events of soft-deleted, expired or purged sessions never match.
 SEARCH: LiteralString = """
-WITH query AS (SELECT websearch_to_tsquery('english', %(query)s) AS q),
-hits AS (
-    SELECT e.*, ts_rank_cd(e.search_vector, query.q)::real AS score
-    FROM events AS e
-    CROSS JOIN query
-    JOIN sessions AS s ON s.id = e.session_id
-    WHERE e.search_vector @@ query.q
-      AND s.delete_time IS NULL AND (s.expire_time IS NULL OR s.expire_time > now())
+WITH candidates AS (
+    SELECT e.* FROM events AS e
+    WHERE e.search_vector @@ websearch_to_tsquery('english', %(query)s)
       AND {conditions}
+    ORDER BY e.tx_id DESC, e.position DESC
+    LIMIT %(candidates)s
+), hits AS (
+    SELECT c.*, ts_rank_cd(c.search_vector, websearch_to_tsquery('english', %(query)s))::real
+               AS score
+    FROM candidates AS c
+    WHERE EXISTS (
+        SELECT 1 FROM sessions AS s WHERE s.id = c.session_id
+          AND s.delete_time IS NULL AND (s.expire_time IS NULL OR s.expire_time > now())
+    )
 )
 SELECT {columns}, score,
-       ts_headline('english', content_text, (SELECT q FROM query),
+       ts_headline('english', content_text, websearch_to_tsquery('english', %(query)s),
                    'StartSel=<b>, StopSel=</b>, MaxWords=30, MinWords=12, MaxFragments=2')
            AS snippet
 FROM hits
@@ -41,8 +50,9 @@ LIMIT %(limit)s
 
 
 class SearchRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, candidates: int = 5000) -> None:
         self._database = database
+        self._candidates = candidates
 
     async def search(
         self, search: SearchFilter, prepared_query: str, *, after: SearchCursor | None, limit: int
@@ -50,7 +60,11 @@ class SearchRepository:
         """The best hits for `prepared_query` (see domain.search.prepare_query) within the
         filter, strictly after the cursor."""
         conditions: list[sql.Composable] = [sql.SQL("true")]
-        params: dict[str, Any] = {"query": prepared_query, "limit": limit}
+        params: dict[str, Any] = {
+            "query": prepared_query,
+            "limit": limit,
+            "candidates": self._candidates,
+        }
         for column in ("app_name", "user_id", "agent_id", "session_id", "author"):
             if value := getattr(search, column):
                 conditions.append(
@@ -79,7 +93,8 @@ class SearchRepository:
             after=after_condition,
         )
         async with self._database.connection() as connection:
-            cursor = await connection.execute(query, params)
+            # Not prepared: a generic plan cannot tell a rare word from a common one.
+            cursor = await connection.execute(query, params, prepare=False)
             rows = await cursor.fetchall()
         return [
             SearchHit(event=event_from_row(row), score=row["score"], snippet=row["snippet"])
