@@ -262,3 +262,30 @@ async def test_shutdown_ends_streams_with_unavailable(database_url: str, app_nam
             await call.read()
         await stopping
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_follower_whose_buffer_overflows_reads_the_table_and_loses_nothing(
+    database_url: str, app_name: str
+) -> None:
+    server = AgentStoreServer(server_settings(database_url, follower_buffer=1))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = SessionServiceStub(channel)
+            session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+            call = stub.StreamEvents(
+                pb.StreamEventsRequest(session_id=session.id, follow=True, types=["kept"])
+            )
+            await read_until(call, lambda got: any(r.caught_up for r in got))
+            # Many small batches while the follower reads nothing: its one-batch buffer
+            # overflows and it must fall back to the table. Most events are filtered out.
+            for n in range(200):
+                kind = "kept" if n % 20 == 19 else "noise"
+                await append(stub, message(session.id, [event(str(n), type=kind)]))
+            received = await read_until(call, count_at_least(10))
+            call.cancel()
+            assert [e.content.text for e in events_of(received)] == [
+                str(n) for n in range(200) if n % 20 == 19
+            ]
+    finally:
+        await server.stop()

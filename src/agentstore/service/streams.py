@@ -165,21 +165,31 @@ class StreamService:
 
     async def _run(self, follow: _Follow[P], start: P, live: bool) -> AsyncIterator[StreamMessage]:
         position = start
-        async for rows in _read_all(follow.read, position):
-            position = rows[-1][0]
-            if (message := follow.message(rows)).events:
+        async for page_end, message in _table(follow, position):
+            position = page_end
+            if message.events:
                 yield message
         if not live:
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
             return
         subscription = follow.subscribe(position)
         try:
-            async for rows in _read_all(follow.read, position):
-                position = rows[-1][0]
-                if (message := follow.message(rows)).events:
+            async for page_end, message in _table(follow, position):
+                position = page_end
+                if message.events:
                     yield message
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
             while True:
+                if subscription.closed:
+                    raise ServerShuttingDown("the server is shutting down; reconnect")
+                if subscription.lagging:
+                    # Batches were dropped for this follower: the table has everything.
+                    subscription.lagging = False
+                    async for page_end, message in _table(follow, position):
+                        position = page_end
+                        if message.events:
+                            yield message
+                    continue
                 try:
                     batch = await asyncio.wait_for(
                         subscription.queue.get(), self._heartbeat_seconds
@@ -187,23 +197,30 @@ class StreamService:
                 except TimeoutError:
                     yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
                     continue
-                if batch is None or subscription.closed:
-                    raise ServerShuttingDown("the server is shutting down; reconnect")
-                if subscription.lagging or batch.after > position:
-                    # Fell behind or a gap: the table has everything, read it from here.
-                    subscription.lagging = False
-                    async for rows in _read_all(follow.read, position):
-                        position = rows[-1][0]
-                        if (message := follow.message(rows)).events:
-                            yield message
-                    continue
-                rows = [(p, event) for p, event in batch.events if p > position]
-                if rows:
-                    position = rows[-1][0]
-                    if (message := follow.message(rows)).events:
+                # Whatever else is queued already goes into the same message: a follower that
+                # is behind catches up in fewer, larger messages.
+                merged: list[tuple[P, Event]] = []
+                while batch is not None:
+                    last = merged[-1][0] if merged else position
+                    if batch.after > last:
+                        subscription.lagging = True  # a gap: the table will fill it
+                        break
+                    merged.extend((p, event) for p, event in batch.events if p > last)
+                    batch = None if subscription.queue.empty() else subscription.queue.get_nowait()
+                if merged:
+                    position = merged[-1][0]
+                    if (message := follow.message(merged)).events:
                         yield message
         finally:
             self._hub.unfollow(subscription)
+
+
+async def _table(follow: _Follow[P], position: P) -> AsyncIterator[tuple[P, StreamMessage]]:
+    """Everything in the table after `position`, page by page, as (new position, message).
+    A message may have no events (the follower's types filtered them all out): the position
+    moves on all the same."""
+    async for rows in _read_all(follow.read, position):
+        yield rows[-1][0], follow.message(rows)
 
 
 async def _read_all(
