@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstore.api.mapping import struct_to_dict
+from google.protobuf import json_format
+
 from agentstore.domain.event_data import WELL_KNOWN_TYPES, EventData
 from agentstore.v1 import event_pb2
 
@@ -23,6 +24,7 @@ def get_typed_data(event: event_pb2.Event) -> EventData | dict[str, Any]:
 
     Raises `pydantic.ValidationError` if a well-known type's data does not fit its model
     (which the server never stores)."""
-    data = struct_to_dict(event.data)
+    # Only the stubs and pydantic: a client importing this does not load the server.
+    data = json_format.MessageToDict(event.data)
     model = WELL_KNOWN_TYPES.get(event.type)
     return model.model_validate(data) if model is not None else data

@@ -24,7 +24,6 @@ __all__ = [
     "SessionStatus",
     "StoreStats",
     "encode_json_object",
-    "json_size",
     "limits_of",
 ]
 
@@ -53,15 +52,10 @@ def _check_identifier(value: str, info: ValidationInfo) -> str:
     return value
 
 
-def _require_non_empty(value: str) -> str:
+def _check_required_identifier(value: str, info: ValidationInfo) -> str:
     if value == "":
         raise ValueError("is required")
-    return value
-
-
-def json_size(value: Any) -> int:
-    """Size in bytes of `value` as compact UTF-8 JSON: what the limits measure."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return _check_identifier(value, info)
 
 
 # Compact, UTF-8 as is, and strict: JSON has no NaN or infinity. Built once: json.dumps with
@@ -98,7 +92,7 @@ def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str,
 
 # An id or name of the safe alphabet; empty means "not given" where the field is optional.
 OptionalIdentifier = Annotated[str, AfterValidator(_check_identifier)]
-Identifier = Annotated[str, AfterValidator(_check_identifier), AfterValidator(_require_non_empty)]
+Identifier = Annotated[str, AfterValidator(_check_required_identifier)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
 
 

@@ -31,8 +31,10 @@ PAGE_BYTES = 3 * 1024 * 1024
 # How much one transaction may take from a stream; what arrives meanwhile waits for the next.
 BATCH_EVENTS = 2000
 BATCH_BYTES = 8 * 1024 * 1024
-# Messages read ahead of the writer, per stream: bounds memory, pushes back on the client.
-READ_AHEAD = 256
+# What a stream may read ahead of its writer: bounds memory per stream and pushes back on a
+# client that sends faster than its messages commit.
+READ_AHEAD_MESSAGES = 256
+READ_AHEAD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -81,12 +83,14 @@ class EventService:
         the stream goes on. Messages that arrive while a commit is in flight are committed
         together in the next transaction. On the first failing message, everything before it
         stays committed and its error is raised (with `message_index` in its metadata)."""
-        queue: asyncio.Queue[_Validated | _Stopped] = asyncio.Queue(READ_AHEAD)
-        reader = asyncio.create_task(self._read(requests, decode, queue))
+        queue: asyncio.Queue[_Validated | _Stopped] = asyncio.Queue(READ_AHEAD_MESSAGES)
+        budget = _ByteBudget(READ_AHEAD_BYTES)
+        reader = asyncio.create_task(self._read(requests, decode, queue, budget))
         totals = AppendTotals()
         try:
             while True:
                 batch, stopped = await _next_batch(queue)
+                await budget.release(sum(item.size_bytes for item in batch))
                 if batch:
                     result = await self._repository.append(
                         [item.message for item in batch], self._limits.max_state_bytes
@@ -116,11 +120,14 @@ class EventService:
         requests: AsyncIterator[RequestT],
         decode: Callable[[RequestT], dict[str, Any]],
         queue: asyncio.Queue[_Validated | _Stopped],
+        budget: _ByteBudget,
     ) -> None:
         index = 0
         try:
             async for request in requests:
-                await queue.put(self._validate_message(decode(request), index))
+                validated = self._validate_message(decode(request), index)
+                await budget.take(validated.size_bytes)
+                await queue.put(validated)
                 index += 1
         except DomainError as exc:
             exc.metadata["message_index"] = str(index)
@@ -182,6 +189,29 @@ class EventService:
     async def stats(self, session_id: str) -> SessionStats:
         validate_identifier("session_id", session_id, self._limits)
         return await self._repository.session_stats(session_id)
+
+
+class _ByteBudget:
+    """Bytes of messages read but not yet taken by the writer, held under a limit. One message
+    larger than the limit still passes alone."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._held = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, size: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._held == 0 or self._held + size <= self._limit
+            )
+            self._held += size
+
+    async def release(self, size: int) -> None:
+        if size:
+            async with self._changed:
+                self._held -= size
+                self._changed.notify_all()
 
 
 async def _next_batch(
