@@ -83,6 +83,11 @@ class Channel(Generic[P]):
                 log.warning("live read failed", extra={"error": exc.message})
                 await asyncio.sleep(READ_RETRY_SECONDS)
                 self.dirty.set()
+            except Exception:
+                # A bug must not silence every follower of this channel for good.
+                log.exception("live read failed unexpectedly")
+                await asyncio.sleep(READ_RETRY_SECONDS)
+                self.dirty.set()
 
     async def _read_new(self) -> None:
         while True:

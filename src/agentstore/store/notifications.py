@@ -55,7 +55,7 @@ class Listener:
         while True:
             try:
                 await self._listen_once()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("listener connection lost; reconnecting", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_seconds)
