@@ -153,6 +153,11 @@ class AgentStoreServer:
         self._embedded = EmbeddedPostgres(self.settings.data_dir)
         return await self._embedded.start()
 
+    @property
+    def open_streams(self) -> int:
+        """StreamEvents calls being served now."""
+        return self._hub.open_streams if self._hub is not None else 0
+
     async def stop(self) -> None:
         """Stop gracefully; safe to call more than once and after a failed start."""
         await self._health.enter_graceful_shutdown()

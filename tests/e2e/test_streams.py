@@ -289,3 +289,29 @@ async def test_a_follower_whose_buffer_overflows_reads_the_table_and_loses_nothi
             ]
     finally:
         await server.stop()
+
+
+async def wait_for_no_streams(server: AgentStoreServer, stub: SessionServiceStub) -> None:
+    """Until the server has let go of every stream; each round trip gives it time to."""
+    async with asyncio.timeout(30):
+        while server.open_streams:
+            await stub.GetStoreStats(pb.GetStoreStatsRequest())
+
+
+async def test_cancel_and_deadline_free_the_stream(
+    server: AgentStoreServer, stub: SessionServiceStub, session_id: str
+) -> None:
+    cancelled = stub.StreamEvents(pb.StreamEventsRequest(session_id=session_id, follow=True))
+    await read_until(cancelled, lambda got: any(r.caught_up for r in got))
+    assert server.open_streams >= 1
+    cancelled.cancel()
+    await wait_for_no_streams(server, stub)
+
+    timed = stub.StreamEvents(
+        pb.StreamEventsRequest(session_id=session_id, follow=True), timeout=0.5
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in timed:
+            pass
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await wait_for_no_streams(server, stub)
