@@ -76,25 +76,27 @@ WITH msg AS (
                WHERE stored.session_id = msg.session_id AND stored.event_id = ev.e->>1
            ) AS fresh
     FROM ev JOIN msg USING (m)
-), judged AS (
-    SELECT msg.m, msg.session_id, locked.app_name, msg.total, counted.fresh_count,
-           locked.last_seq + COALESCE(sum(counted.fresh_count) OVER (
-               PARTITION BY msg.session_id ORDER BY msg.m
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before,
-           CASE
-               WHEN locked.live IS NOT TRUE THEN 'session_not_found'
-               WHEN counted.fresh_count > 0 AND msg.expected IS NOT NULL
-                    AND msg.expected <> locked.last_seq + COALESCE(sum(counted.fresh_count)
-                        OVER (PARTITION BY msg.session_id ORDER BY msg.m
-                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-                   THEN 'last_seq_mismatch'
-           END AS failure
+), counted AS (
+    SELECT msg.m, msg.session_id, msg.expected, msg.total, locked.app_name, locked.live,
+           locked.last_seq, COALESCE(fresh.n, 0) AS fresh_count
     FROM msg
     LEFT JOIN locked ON locked.id = msg.session_id
-    CROSS JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE flagged.fresh)::int AS fresh_count
-        FROM flagged WHERE flagged.m = msg.m
-    ) AS counted
+    LEFT JOIN (SELECT m, count(*)::int AS n FROM flagged WHERE fresh GROUP BY m) AS fresh
+        USING (m)
+), before AS (
+    SELECT counted.*,
+           last_seq + COALESCE(sum(fresh_count) OVER (
+               PARTITION BY session_id ORDER BY m
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before
+    FROM counted
+), judged AS (
+    SELECT m, session_id, app_name, total, fresh_count, seq_before,
+           CASE
+               WHEN live IS NOT TRUE THEN 'session_not_found'
+               WHEN fresh_count > 0 AND expected IS NOT NULL AND expected <> seq_before
+                   THEN 'last_seq_mismatch'
+           END AS failure
+    FROM before
 ), cutoff AS (
     SELECT COALESCE(min(m) FILTER (WHERE failure IS NOT NULL), 2147483647) AS m FROM judged
 ), kept AS (
