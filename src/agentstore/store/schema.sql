@@ -36,19 +36,35 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     END
 $$;
 
+-- The strings of a JSON document, space-separated, ready for to_tsvector (see above).
+CREATE FUNCTION search_strings(data jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN data IS NULL THEN ''
+        WHEN data::text ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]'
+        THEN cjk_bigrams(left(regexp_replace(
+                 jsonb_path_query_array(data, 'strict $.** ? (@.type() == "string")')::text,
+                 '\\(u[0-9a-fA-F]{4}|.)', ' ', 'g'), 65536))
+        ELSE left(regexp_replace(
+                 jsonb_path_query_array(data, 'strict $.** ? (@.type() == "string")')::text,
+                 '\\(u[0-9a-fA-F]{4}|.)', ' ', 'g'), 65536)
+    END
+$$;
+
 -- What search sees of an event: the first 65,536 characters of its content text (weight A)
 -- and of the strings in its data (weight B: tool arguments, streamed deltas, messages
 -- recorded in data); a tsvector cannot hold more than 1 MB. One expression, no subquery, so
--- that PostgreSQL inlines it: a generated column calls it for every insert. The strings of
--- data come as a JSON array's text; their escapes (\n, \u0007) become spaces.
+-- that PostgreSQL inlines it: a generated column calls it for every insert. cjk_bigrams() is
+-- only called for text that has CJK characters: a call costs more than the check. The
+-- strings of data come as a JSON array's text; their escapes (\n, \u0007) become spaces.
 CREATE FUNCTION search_document(content_text text, data jsonb) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT setweight(to_tsvector('english',
-               cjk_bigrams(left(COALESCE(content_text, ''), 65536))), 'A')
-        || setweight(to_tsvector('english', cjk_bigrams(left(regexp_replace(
-               COALESCE(jsonb_path_query_array(
-                   data, 'strict $.** ? (@.type() == "string")')::text, ''),
-               '\\(u[0-9a-fA-F]{4}|.)', ' ', 'g'), 65536))), 'B')
+    SELECT setweight(to_tsvector('english', CASE
+               WHEN content_text ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]'
+               THEN cjk_bigrams(left(content_text, 65536))
+               ELSE left(COALESCE(content_text, ''), 65536)
+           END), 'A')
+        || setweight(to_tsvector('english', search_strings(data)), 'B')
 $$;
 
 -- sessions: one row per session. last_seq and version live here so that an append can lock
