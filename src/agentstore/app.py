@@ -71,6 +71,9 @@ class AgentStoreServer:
         except MigrationError as exc:
             await self.stop()
             raise StartupError(str(exc)) from exc
+        except TimeoutError as exc:
+            await self.stop()
+            raise StartupError("the database did not answer the listener in time") from exc
         except BaseException:
             await self.stop()
             raise
@@ -109,12 +112,19 @@ class AgentStoreServer:
                 self._hub.poll(settings.live_poll_interval.total_seconds()), name="live-poll"
             )
         )
-        await listener.connected.wait()
+        await asyncio.wait_for(listener.connected.wait(), settings.database_timeout.total_seconds())
 
         # gRPC refuses messages past twice our own limit outright; between the two, the
         # service answers with details naming the limit.
         receive_limit = 2 * settings.max_message_bytes
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", receive_limit)])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", receive_limit),
+                # gRPC shares ports by default: a second server started by mistake on a port
+                # would silently take half of the connections. Refuse instead.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         # The generated registration function carries no annotations.
         session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SessionServicer(sessions, events, search, streams), server
@@ -128,9 +138,12 @@ class AgentStoreServer:
             ],
             server,
         )
-        self.port = server.add_insecure_port(settings.listen)
+        try:
+            self.port = server.add_insecure_port(settings.listen)
+        except RuntimeError as exc:  # what grpc raises when it cannot bind
+            raise StartupError(f"cannot listen on {settings.listen}: {exc}") from exc
         if self.port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
+            raise StartupError(f"cannot listen on {settings.listen}")
         self._server = server
         await server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)

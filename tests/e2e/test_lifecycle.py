@@ -160,3 +160,26 @@ async def test_migrate_command_applies_and_reports(create_database: CreateDataba
     stdout, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0
     assert stdout.strip() == f"applied {len(load_migrations())} migration(s)".encode()
+
+
+async def test_a_taken_port_stops_start_up_with_a_clear_message(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    first = ServerProcess("--database-url", url)
+    address = await first.start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentstore", "serve", "--listen", address,
+            "--database-url", url, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        assert process.returncode == 1
+        assert f"agentstore: cannot listen on {address}".encode() in stderr
+        assert b"Traceback" not in stderr
+    finally:
+        assert await first.stop() == 0
