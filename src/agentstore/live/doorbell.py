@@ -39,7 +39,3 @@ class Doorbell:
                 await self._notify(doorbells)
             except DomainError as exc:  # other replicas' slow poll will find the events
                 log.warning("could not notify other replicas", extra={"error": exc.message})
-
-    async def flush(self) -> None:
-        if self._sending is not None:
-            await self._sending
