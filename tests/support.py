@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -42,6 +43,14 @@ def error_details(error: grpc.aio.AioRpcError) -> ErrorDetails:
         elif detail.Unpack(bad_request):
             fields = {v.field: v.description for v in bad_request.field_violations}
     return ErrorDetails(error.code(), reason, metadata, fields)
+
+
+async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    """The error an awaited call fails with, checked to have `code`."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    assert caught.value.code() == code, caught.value.details()
+    return caught.value
 
 
 class ServerProcess:

@@ -13,20 +13,13 @@ from google.protobuf import struct_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.e2e.events_support import all_events, append, event, message, struct
-from tests.support import error_details
+from tests.support import error_details, expect_error
 
 
 @pytest.fixture
 async def session_id(stub: SessionServiceStub, app_name: str) -> str:
     session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, user_id="u"))
     return session.id
-
-
-async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value
 
 
 async def test_appended_events_get_gapless_seqs_and_round_trip(

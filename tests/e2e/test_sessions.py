@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_
 from agentstore.v1 import session_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from tests.support import error_details
+from tests.support import error_details, expect_error
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -32,13 +32,6 @@ def ttl(seconds: float) -> duration_pb2.Duration:
 
 async def create(stub: SessionServiceStub, app_name: str, **fields: object) -> session_pb2.Session:
     return await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, **fields))
-
-
-async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value
 
 
 async def test_create_makes_a_uuid7_and_returns_the_session(

@@ -21,6 +21,7 @@ __all__ = [
     "store_stats_to_proto",
     "stream_message_to_proto",
     "struct_to_dict",
+    "time_range_fields",
     "timestamp_to_datetime",
 ]
 
@@ -75,6 +76,15 @@ def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     message = timestamp_pb2.Timestamp()
     message.FromDatetime(value)
     return message
+
+
+def time_range_fields(request: Any) -> dict[str, datetime]:
+    """`start_time` and `end_time` of a request that has them, for those that are set."""
+    return {
+        name: timestamp_to_datetime(getattr(request, name))
+        for name in ("start_time", "end_time")
+        if request.HasField(name)
+    }
 
 
 def duration_to_timedelta(message: duration_pb2.Duration) -> timedelta:

@@ -19,6 +19,7 @@ from agentstore.api.mapping import (
     store_stats_to_proto,
     stream_message_to_proto,
     struct_to_dict,
+    time_range_fields,
     timestamp_to_datetime,
 )
 from agentstore.service.events import EventService
@@ -192,10 +193,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "branch": request.branch,
             "descending": request.descending,
         }
-        if request.HasField("start_time"):
-            fields["start_time"] = timestamp_to_datetime(request.start_time)
-        if request.HasField("end_time"):
-            fields["end_time"] = timestamp_to_datetime(request.end_time)
+        fields.update(time_range_fields(request))
         page = await self._events.list(
             fields, page_size_requested=request.page_size, page_token=request.page_token
         )
@@ -240,10 +238,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "types": list(request.types),
             "author": request.author,
         }
-        if request.HasField("start_time"):
-            fields["start_time"] = timestamp_to_datetime(request.start_time)
-        if request.HasField("end_time"):
-            fields["end_time"] = timestamp_to_datetime(request.end_time)
+        fields.update(time_range_fields(request))
         page = await self._search.search(
             fields, page_size_requested=request.page_size, page_token=request.page_token
         )
