@@ -53,6 +53,21 @@ async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcEr
     return caught.value
 
 
+async def run_agentstore(*args: str, within: float = 60.0) -> tuple[int, bytes, bytes]:
+    """`agentstore ARGS...` to completion: exit code, stdout, stderr (killed if it overruns)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstore", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), within)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
 class ServerProcess:
     """`agentstore serve` in a subprocess: started, waited on until it serves, stopped."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -45,67 +46,56 @@ async def expire_now(database_url: str, session_id: str, ago: timedelta) -> None
         )
 
 
+@contextlib.asynccontextmanager
+async def reaping_server(database_url: str, **settings: str) -> AsyncIterator[SessionServiceStub]:
+    """A server whose reaper runs every 20 ms, with the given retention settings."""
+    server = AgentStoreServer(server_settings(database_url, reaper_interval="20ms", **settings))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield SessionServiceStub(channel)
+    finally:
+        await server.stop()
+
+
+async def stored_ids(stub: SessionServiceStub, app_name: str) -> set[str]:
+    listed = await stub.ListSessions(pb.ListSessionsRequest(app_name=app_name, show_deleted=True))
+    return {session.id for session in listed.sessions}
+
+
+async def wait_until_purged(stub: SessionServiceStub, app_name: str, session_id: str) -> None:
+    """Until the reaper has purged the session; each listing is a round trip."""
+    async with asyncio.timeout(30):
+        while session_id in await stored_ids(stub, app_name):
+            pass
+
+
 async def test_the_reaper_purges_sessions_expired_past_the_grace_period(
     database_url: str, app_name: str
 ) -> None:
-    reaping = AgentStoreServer(
-        server_settings(database_url, reaper_interval="20ms", expired_grace="1h")
-    )
-    await reaping.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{reaping.port}") as channel:
-            stub = SessionServiceStub(channel)
-            ttl = duration_pb2.Duration(seconds=3600)
-            old = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, ttl=ttl))
-            recent = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, ttl=ttl))
-            live = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
-            await expire_now(database_url, old.id, timedelta(hours=2))
-            await expire_now(database_url, recent.id, timedelta(minutes=1))
-
-            async def stored_ids() -> set[str]:
-                listed = await stub.ListSessions(
-                    pb.ListSessionsRequest(app_name=app_name, show_deleted=True)
-                )
-                return {session.id for session in listed.sessions}
-
-            # The reaper runs every 20 ms: wait for the purge it must make.
-            async with asyncio.timeout(30):
-                while old.id in await stored_ids():
-                    pass
-            assert await stored_ids() == {recent.id, live.id}
-    finally:
-        await reaping.stop()
+    async with reaping_server(database_url, expired_grace="1h") as stub:
+        ttl = duration_pb2.Duration(seconds=3600)
+        old = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, ttl=ttl))
+        recent = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name, ttl=ttl))
+        live = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+        await expire_now(database_url, old.id, timedelta(hours=2))
+        await expire_now(database_url, recent.id, timedelta(minutes=1))
+        await wait_until_purged(stub, app_name, old.id)
+        assert await stored_ids(stub, app_name) == {recent.id, live.id}
 
 
 async def test_the_reaper_purges_soft_deleted_sessions_after_the_retention(
     database_url: str, app_name: str
 ) -> None:
-    reaping = AgentStoreServer(
-        server_settings(database_url, reaper_interval="20ms", deleted_retention="1d")
-    )
-    await reaping.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{reaping.port}") as channel:
-            stub = SessionServiceStub(channel)
-            old = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
-            recent = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
-            for session in (old, recent):
-                await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session.id))
-            async with await psycopg.AsyncConnection.connect(database_url) as connection:
-                await connection.execute(
-                    "UPDATE sessions SET delete_time = now() - interval '2 days' WHERE id = %s",
-                    (old.id,),
-                )
-
-            async def stored_ids() -> set[str]:
-                listed = await stub.ListSessions(
-                    pb.ListSessionsRequest(app_name=app_name, show_deleted=True)
-                )
-                return {session.id for session in listed.sessions}
-
-            async with asyncio.timeout(30):
-                while old.id in await stored_ids():
-                    pass
-            assert await stored_ids() == {recent.id}
-    finally:
-        await reaping.stop()
+    async with reaping_server(database_url, deleted_retention="1d") as stub:
+        old = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+        recent = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+        for session in (old, recent):
+            await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session.id))
+        async with await psycopg.AsyncConnection.connect(database_url) as connection:
+            await connection.execute(
+                "UPDATE sessions SET delete_time = now() - interval '2 days' WHERE id = %s",
+                (old.id,),
+            )
+        await wait_until_purged(stub, app_name, old.id)
+        assert await stored_ids(stub, app_name) == {recent.id}

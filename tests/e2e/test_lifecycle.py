@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentstore.store.migrator import load_migrations
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_agentstore
 
 CreateDatabase = Callable[[], Awaitable[str]]
 
@@ -112,53 +111,24 @@ async def wait_for_lock_waiter(url: str) -> None:
 
 
 async def test_an_unreachable_database_stops_start_up_with_a_clear_message() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agentstore",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        "postgresql://postgres@127.0.0.1:1/none",
-        "--database-timeout",
-        "2s",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1
+    code, _, stderr = await run_agentstore(
+        "serve", "--listen", "127.0.0.1:0",
+        "--database-url", "postgresql://postgres@127.0.0.1:1/none", "--database-timeout", "2s",
+    )  # fmt: skip
+    assert code == 1
     assert b"agentstore: cannot reach the database" in stderr
     assert b"Traceback" not in stderr
 
 
 async def test_a_bad_setting_stops_start_up_naming_the_flag() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agentstore",
-        "serve",
-        "--listen",
-        "nowhere",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1
+    code, _, stderr = await run_agentstore("serve", "--listen", "nowhere")
+    assert code == 1
     assert b"agentstore: invalid --listen / AGENTSTORE_LISTEN" in stderr
 
 
 async def test_migrate_command_applies_and_reports(create_database: CreateDatabase) -> None:
-    url = await create_database()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agentstore",
-        "migrate",
-        "--database-url",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0
+    code, stdout, _ = await run_agentstore("migrate", "--database-url", await create_database())
+    assert code == 0
     assert stdout.strip() == f"applied {len(load_migrations())} migration(s)".encode()
 
 
@@ -169,16 +139,8 @@ async def test_a_taken_port_stops_start_up_with_a_clear_message(
     first = ServerProcess("--database-url", url)
     address = await first.start()
     try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentstore", "serve", "--listen", address,
-            "--database-url", url, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), 60)
-        finally:
-            if process.returncode is None:
-                process.kill()
-        assert process.returncode == 1
+        code, _, stderr = await run_agentstore("serve", "--listen", address, "--database-url", url)
+        assert code == 1
         assert f"agentstore: cannot listen on {address}".encode() in stderr
         assert b"Traceback" not in stderr
     finally:
