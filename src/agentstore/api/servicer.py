@@ -10,6 +10,7 @@ import grpc
 
 from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
+    StreamEncoder,
     append_request_fields,
     duration_to_timedelta,
     event_to_proto,
@@ -17,7 +18,6 @@ from agentstore.api.mapping import (
     session_status_from_proto,
     session_to_proto,
     store_stats_to_proto,
-    stream_message_to_proto,
     struct_to_dict,
     time_range_fields,
     timestamp_to_datetime,
@@ -58,6 +58,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self._events = events
         self._search = search
         self._streams = streams
+        self._stream_encoder = StreamEncoder()
 
     @handle_errors
     async def CreateSession(
@@ -223,7 +224,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "resume_token": request.resume_token,
         }
         async for message in self._streams.stream(fields):
-            yield stream_message_to_proto(message)
+            yield self._stream_encoder.encode(message)
 
     @handle_errors
     async def Search(

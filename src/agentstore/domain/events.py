@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -118,9 +118,9 @@ class AppendOutcome:
     last_seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A stored event."""
+class Event(NamedTuple):
+    """A stored event. A named tuple rather than a frozen dataclass: replay builds one per
+    row, and a frozen dataclass took twice as long to construct."""
 
     session_id: str
     seq: int

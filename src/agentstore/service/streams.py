@@ -22,7 +22,7 @@ from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
-from agentstore.live.hub import Hub, Subscription
+from agentstore.live.hub import Batch, Hub, Subscription
 from agentstore.service.validation import validate
 from agentstore.store.events import EventRepository
 from agentstore.store.sessions import SessionRepository
@@ -42,6 +42,9 @@ class StreamMessage:
     caught_up: bool = False
     heartbeat: bool = False
     resume_token: str = ""
+    # Live events come from the hub, the same objects for every follower of a channel;
+    # replay and catch-up pages are read for one follower alone.
+    live: bool = False
 
 
 class StreamRequest(BaseModel):
@@ -83,7 +86,7 @@ class _Follow(Generic[P]):
 
     read: Callable[[P, int], Awaitable[list[tuple[P, Event]]]]
     subscribe: Callable[[P], Subscription[P]]
-    message: Callable[[list[tuple[P, Event]]], StreamMessage]
+    message: Callable[[list[tuple[P, Event]], bool], StreamMessage]
     marker: Callable[[P], str]
 
 
@@ -136,8 +139,10 @@ class StreamService:
             events = await self._events.read_after(session_id, after, limit)
             return [(event.seq, event) for event in events]
 
-        def message(rows: list[tuple[int, Event]]) -> StreamMessage:
-            return StreamMessage(events=[e for _, e in rows if not types or e.type in types])
+        def message(rows: list[tuple[int, Event]], live: bool) -> StreamMessage:
+            return StreamMessage(
+                events=[e for _, e in rows if not types or e.type in types], live=live
+            )
 
         return _Follow(
             read, lambda position: self._hub.follow_session(session_id, position), message,
@@ -151,12 +156,13 @@ class StreamService:
         async def read(after: FeedPosition, limit: int) -> list[tuple[FeedPosition, Event]]:
             return await self._events.read_feed(scope, after, limit)
 
-        def message(rows: list[tuple[FeedPosition, Event]]) -> StreamMessage:
+        def message(rows: list[tuple[FeedPosition, Event]], live: bool) -> StreamMessage:
             kept = [(p, e) for p, e in rows if not types or e.type in types]
             return StreamMessage(
                 events=[e for _, e in kept],
                 tokens=[feed_token(p) for p, _ in kept],
                 resume_token=feed_token(rows[-1][0]) if rows else "",
+                live=live,
             )
 
         return _Follow(
@@ -191,9 +197,7 @@ class StreamService:
                             yield message
                     continue
                 try:
-                    batch = await asyncio.wait_for(
-                        subscription.queue.get(), self._heartbeat_seconds
-                    )
+                    batch = await _next_batch(subscription, self._heartbeat_seconds)
                 except TimeoutError:
                     yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
                     continue
@@ -209,10 +213,19 @@ class StreamService:
                     batch = None if subscription.queue.empty() else subscription.queue.get_nowait()
                 if merged:
                     position = merged[-1][0]
-                    if (message := follow.message(merged)).events:
+                    if (message := follow.message(merged, True)).events:
                         yield message
         finally:
             self._hub.unfollow(subscription)
+
+
+async def _next_batch(subscription: Subscription[P], wait_seconds: float) -> Batch[P] | None:
+    """The follower's next batch; TimeoutError after `wait_seconds` without one. Not
+    asyncio.wait_for: on Python 3.11 it starts a task per call, and this runs per delivery."""
+    if not subscription.queue.empty():
+        return subscription.queue.get_nowait()
+    async with asyncio.timeout(wait_seconds):
+        return await subscription.queue.get()
 
 
 async def _table(follow: _Follow[P], position: P) -> AsyncIterator[tuple[P, StreamMessage]]:
@@ -220,7 +233,7 @@ async def _table(follow: _Follow[P], position: P) -> AsyncIterator[tuple[P, Stre
     A message may have no events (the follower's types filtered them all out): the position
     moves on all the same."""
     async for rows in _read_all(follow.read, position):
-        yield rows[-1][0], follow.message(rows)
+        yield rows[-1][0], follow.message(rows, False)
 
 
 async def _read_all(

@@ -7,11 +7,13 @@ and in commit order per session, and it costs nothing across sessions."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from agentstore.domain.errors import DomainError, ExpectationFailed, InvalidArgument
 from agentstore.domain.events import (
@@ -329,7 +331,8 @@ class EventRepository:
             live = await connection.execute(SELECT_LIVE, {"id": event_filter.session_id})
             if await live.fetchone() is None:
                 raise session_not_found(event_filter.session_id)
-            cursor = await connection.execute(query, params)
+            cursor = connection.cursor(row_factory=tuple_row)
+            await cursor.execute(query, params)
             rows = await cursor.fetchall()
         return [event_from_row(row) for row in rows]
 
@@ -337,7 +340,8 @@ class EventRepository:
         """Up to `limit` events of a session with seq > `after_seq`, in order."""
         params = {"session_id": session_id, "after_seq": after_seq, "limit": limit}
         async with self._database.connection() as connection:
-            cursor = await connection.execute(READ_AFTER, params)
+            cursor = connection.cursor(row_factory=tuple_row)
+            await cursor.execute(READ_AFTER, params)
             rows = await cursor.fetchall()
         return [event_from_row(row) for row in rows]
 
@@ -355,9 +359,11 @@ class EventRepository:
             "limit": limit,
         }
         async with self._database.connection() as connection:
-            cursor = await connection.execute(READ_FEED, params)
+            cursor = connection.cursor(row_factory=tuple_row)
+            await cursor.execute(READ_FEED, params)
             rows = await cursor.fetchall()
-        return [((int(row["tx_id"]), row["position"]), event_from_row(row)) for row in rows]
+        # tx_id follows EVENT_COLUMNS; position is the fourth of them.
+        return [((int(row[15]), row[3]), event_from_row(row)) for row in rows]
 
     async def session_stats(self, session_id: str) -> SessionStats:
         async with self._database.connection() as connection:
@@ -409,22 +415,12 @@ def _state_too_large(max_state_bytes: int) -> InvalidArgument:
     )
 
 
-def event_from_row(row: dict[str, Any]) -> Event:
-    actions = row["actions"]
+def event_from_row(row: Sequence[Any]) -> Event:
+    """The event of a row that starts with EVENT_COLUMNS (read with `tuple_row`)."""
+    actions = row[12]
     return Event(
-        session_id=row["session_id"],
-        seq=row["seq"],
-        event_id=row["event_id"],
-        position=row["position"],
-        type=row["type"],
-        author=row["author"],
-        invocation_id=row["invocation_id"],
-        agent_id=row["agent_id"],
-        branch=row["branch"],
-        content_role=row["content_role"],
-        content_text=row["content_text"],
-        data=row["data"],
-        state_delta=actions.get("state_delta") if actions else None,
-        metadata=row["metadata"],
-        create_time=row["create_time"],
-    )
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        row[10], row[11],
+        actions.get("state_delta") if actions else None,  # state_delta
+        row[13], row[14],  # metadata, create_time
+    )  # fmt: skip

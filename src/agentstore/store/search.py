@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, LiteralString
 
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from agentstore.domain.search import SearchFilter, SearchHit
 from agentstore.store.database import Database
@@ -94,9 +95,10 @@ class SearchRepository:
         )
         async with self._database.connection() as connection:
             # Not prepared: a generic plan cannot tell a rare word from a common one.
-            cursor = await connection.execute(query, params, prepare=False)
+            cursor = connection.cursor(row_factory=tuple_row)
+            await cursor.execute(query, params, prepare=False)
             rows = await cursor.fetchall()
+        # score and snippet follow EVENT_COLUMNS.
         return [
-            SearchHit(event=event_from_row(row), score=row["score"], snippet=row["snippet"])
-            for row in rows
+            SearchHit(event=event_from_row(row), score=row[15], snippet=row[16]) for row in rows
         ]

@@ -1,0 +1,73 @@
+"""StreamEvents responses: the encoder shares work between followers without mixing them up,
+and its conversions agree with protobuf's own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from agentstore.api.mapping import StreamEncoder, datetime_to_timestamp, event_to_proto
+from agentstore.domain.events import Event
+from agentstore.service.streams import StreamMessage
+
+
+def make_event(seq: int, **changes: Any) -> Event:
+    event = Event(
+        session_id="s-1", seq=seq, event_id=f"e-{seq}", position=100 + seq, type="llm_stream",
+        author="assistant", invocation_id="inv", agent_id="agent", branch="root",
+        content_role="assistant", content_text=f"token {seq}", data={"delta": "Hel", "n": 3},
+        state_delta={"step": seq}, metadata={"trace": "t"},
+        create_time=datetime(2026, 11, 22, 1, 2, 3, 456789, tzinfo=UTC),
+    )  # fmt: skip
+    return event._replace(**changes)
+
+
+def test_timestamps_match_from_datetime() -> None:
+    for value in (
+        datetime(2026, 11, 22, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=9))),
+        datetime(2026, 1, 1, 9, 30),  # naive: UTC
+    ):
+        expected = timestamp_pb2.Timestamp()
+        expected.FromDatetime(value)
+        assert datetime_to_timestamp(value) == expected, value
+
+
+def test_replay_pages_encode_every_field() -> None:
+    events = [make_event(1), make_event(2, data=None, state_delta=None, content_text="")]
+    response = StreamEncoder().encode(StreamMessage(events=events))
+    assert list(response.events) == [event_to_proto(event) for event in events]
+    first = response.events[0]
+    assert (first.seq, first.position, first.content.text) == (1, 101, "token 1")
+    assert first.create_time.ToDatetime(tzinfo=UTC) == events[0].create_time
+    assert dict(first.actions.state_delta) == {"step": 1}
+    assert not response.events[1].HasField("data")
+
+
+def test_followers_of_live_events_get_equal_responses_with_their_own_tokens() -> None:
+    encoder = StreamEncoder()
+    shared = [make_event(1), make_event(2)]
+    first = encoder.encode(StreamMessage(events=shared, live=True))
+    second = encoder.encode(StreamMessage(events=list(shared), live=True))
+    assert first == second
+    assert [e.seq for e in first.events] == [1, 2]
+    # A feed follower: the same events carry tokens, which must not leak into other replies.
+    with_tokens = encoder.encode(
+        StreamMessage(events=shared, tokens=["t1", "t2"], resume_token="t2", live=True)
+    )
+    assert [e.resume_token for e in with_tokens.events] == ["t1", "t2"]
+    assert [e.resume_token for e in first.events] == ["", ""]
+    # A follower filtering by type gets only part of the batch.
+    part = encoder.encode(StreamMessage(events=shared[1:], live=True))
+    assert [e.seq for e in part.events] == [2]
+
+
+def test_equal_but_distinct_events_are_converted_from_their_own_values() -> None:
+    encoder = StreamEncoder(capacity=2)
+    for seq in range(1, 50):  # more than the capacity: old entries go, ids may be reused
+        event = make_event(seq)
+        response = encoder.encode(StreamMessage(events=[event], live=True))
+        assert [e.seq for e in response.events] == [seq]
