@@ -6,7 +6,8 @@
 
 Prints events/s through the server with 1 and 4 concurrent streams of 250-event messages,
 the same events through psycopg COPY into the same table in the same run, the ratio, a
-chatty agent's single-event messages on one stream, and messages/s with 16 streams.
+chatty agent's single-event messages on one stream (next to the same messages sent to a
+bare grpc.aio server that only counts them), and messages/s with 16 streams.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from psycopg.types.json import Jsonb
 from agentstore.v1 import event_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from bench.common import Stopwatch, parser, rate, running_server, scratch_database
+from bench.common import (
+    Stopwatch,
+    parser,
+    rate,
+    running_grpc_baseline,
+    running_server,
+    scratch_database,
+)
 
 TEXT = (
     "The agent looked up the customer's last three invoices, compared the totals with the "
@@ -155,6 +163,16 @@ async def main() -> None:
         seconds, _, sent = await stream_rate(stub, [messages(s, 1500, 1) for s in sixteen])
         sixteen_messages = rate(sent, seconds)
 
+    # The same single-event messages to a server that only counts them: gRPC's own ceiling.
+    async with (
+        running_grpc_baseline() as baseline_address,
+        grpc.aio.insecure_channel(baseline_address) as baseline_channel,
+    ):
+        baseline_stub = SessionServiceStub(baseline_channel)
+        await stream_rate(baseline_stub, [messages("warm", 2000, 1)])
+        seconds, appended, _ = await stream_rate(baseline_stub, [messages("bare", 20_000, 1)])
+        bare_grpc = rate(appended, seconds)
+
     size = make_event(1).ByteSize()
     indexing = "without" if arguments.without_search_index else "with"
     print(f"event size: about {size} bytes encoded, {len(TEXT)} characters of text;"
@@ -164,7 +182,10 @@ async def main() -> None:
           f"  ratio to COPY {one_stream / raw_copy:.2f}")  # fmt: skip
     print(f"AppendEvents, 4 streams, 250-event msgs:   {four_streams:10,.0f} events/s"
           f"  ratio to COPY {four_streams / raw_copy:.2f}")  # fmt: skip
-    print(f"AppendEvents, 1 stream, 1-event msgs:      {chatty_rate:10,.0f} events/s")
+    print(f"bare grpc.aio server, 1 stream, 1-event msgs (counts them only):"
+          f" {bare_grpc:,.0f} messages/s")  # fmt: skip
+    print(f"AppendEvents, 1 stream, 1-event msgs:      {chatty_rate:10,.0f} events/s"
+          f"  ratio to bare gRPC {chatty_rate / bare_grpc:.2f}")  # fmt: skip
     print(f"AppendEvents, 16 streams, 1-event msgs:    {sixteen_messages:10,.0f} messages/s")
 
 

@@ -105,3 +105,21 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.started
+
+
+@contextlib.asynccontextmanager
+async def running_grpc_baseline() -> AsyncIterator[str]:
+    """bench/grpc_baseline.py in its own process; yields its address."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.grpc_baseline", stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    assert process.stdout is not None
+    line = (await process.stdout.readline()).decode()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError("the gRPC baseline server did not start")
+    try:
+        yield line.removeprefix("listening on ").strip()
+    finally:
+        process.terminate()
+        await process.wait()

@@ -6,7 +6,9 @@ of idle followers.
 Prints the replay rate of a 100,000-event session next to reading the same rows with psycopg
 alone in the same run; send-to-receive latency p50/p99 (it includes the append's commit)
 with 1, 100 and 1,000 followers spread over 2 replicas while writers append 200 events/s
-in total over 10 sessions; and a server's memory with 1,000 idle followers.
+in total over 10 sessions, each next to the same fan-out from two bare grpc.aio servers
+(bench/grpc_baseline.py: no database, no writer); and a server's memory with 1,000 idle
+followers.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ import psycopg
 from agentstore.v1 import event_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from bench.common import ROOT, Stopwatch, parser, rate, running_server, scratch_database
+from bench.common import (
+    ROOT,
+    Stopwatch,
+    parser,
+    rate,
+    running_grpc_baseline,
+    running_server,
+    scratch_database,
+)
 
 REPLAY_EVENTS = 100_000
 TEXT = "The agent compared the invoices with the plan and drafted a refund for the customer. " * 2
@@ -116,6 +126,48 @@ async def write_at_rate(
         return int(response.appended)
 
 
+class Followers:
+    """`count` followers of `sessions`, spread evenly over the replicas and the sessions,
+    recording each event's delay from its send time (its text) to its arrival."""
+
+    def __init__(self, replicas: list[SessionServiceStub], sessions: list[str], count: int):
+        self.delays: list[float] = []
+        self.recording = True
+        self._count = count
+        self._ready = 0
+        self._all_ready = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(
+                self._follow(replicas[n % len(replicas)], sessions[n % len(sessions)])
+            )
+            for n in range(count)
+        ]
+
+    async def _follow(self, stub: SessionServiceStub, session_id: str) -> None:
+        call = stub.StreamEvents(pb.StreamEventsRequest(session_id=session_id, follow=True))
+        async for response in call:
+            now = time.perf_counter()
+            if response.caught_up:
+                self._ready += 1
+                if self._ready == self._count:
+                    self._all_ready.set()
+            if self.recording:
+                self.delays.extend(now - float(item.content.text) for item in response.events)
+
+    async def ready(self) -> None:
+        await self._all_ready.wait()
+
+    async def stop(self) -> tuple[float, float, int]:
+        """p50 and p99 in ms, and how many deliveries were recorded."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        ordered = sorted(self.delays)
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
+        return p50, p99, len(ordered)
+
+
 async def latency(
     writer_address: str, replicas: list[SessionServiceStub], followers: int, seconds: float
 ) -> tuple[float, float, int, float]:
@@ -123,26 +175,8 @@ async def latency(
         (await replicas[0].CreateSession(pb.CreateSessionRequest(app_name="lat"))).id
         for _ in range(10)
     ]
-    delays: list[float] = []
-    ready = 0
-    all_ready = asyncio.Event()
-
-    async def follow(number: int) -> None:
-        nonlocal ready
-        stub = replicas[number % len(replicas)]
-        call = stub.StreamEvents(
-            pb.StreamEventsRequest(session_id=sessions[number % len(sessions)], follow=True)
-        )
-        async for response in call:
-            now = time.perf_counter()
-            if response.caught_up:
-                ready += 1
-                if ready == followers:
-                    all_ready.set()
-            delays.extend(now - float(item.content.text) for item in response.events)
-
-    tasks = [asyncio.create_task(follow(n)) for n in range(followers)]
-    await all_ready.wait()
+    watching = Followers(replicas, sessions, followers)
+    await watching.ready()
     # The writer runs in its own process, so that the followers' work does not slow it.
     writer = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.stream", "--write-to", writer_address,
@@ -153,15 +187,29 @@ async def latency(
     sent = int(output.decode().strip())
     expected = sent * followers // len(sessions)
     async with asyncio.timeout(60):
-        while len(delays) < expected:  # noqa: ASYNC110 - a benchmark: wait for stragglers
+        while len(watching.delays) < expected:  # noqa: ASYNC110 - a benchmark: wait for stragglers
             await asyncio.sleep(0.05)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    ordered = sorted(delays)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000
-    return p50, p99, len(ordered), sent / seconds
+    p50, p99, delivered = await watching.stop()
+    return p50, p99, delivered, sent / seconds
+
+
+async def bare_grpc_latency(followers: int, seconds: float) -> tuple[float, float, int]:
+    """The same fan-out from two bench/grpc_baseline.py servers, which make the events
+    themselves (no database, no writer): what grpc.aio alone allows on this machine."""
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    async with (
+        running_grpc_baseline() as first,
+        running_grpc_baseline() as second,
+        grpc.aio.insecure_channel(first, options=options) as channel_a,
+        grpc.aio.insecure_channel(second, options=options) as channel_b,
+    ):
+        stubs = [SessionServiceStub(channel_a), SessionServiceStub(channel_b)]
+        watching = Followers(stubs, [f"s{n}" for n in range(10)], followers)
+        await watching.ready()
+        watching.delays.clear()
+        await asyncio.sleep(seconds)  # the measuring window
+        watching.recording = False
+        return await watching.stop()
 
 
 async def idle_memory(stub: SessionServiceStub, pid: int, followers: int) -> tuple[float, float]:
@@ -223,6 +271,9 @@ async def main() -> None:
         processes = {"replica A": first.process.pid, "replica B": second.process.pid,
                      "this client": os.getpid()}  # fmt: skip
         for followers in counts:
+            p50, p99, delivered = await bare_grpc_latency(followers, options.seconds)
+            print(f"bare grpc.aio fan-out, {followers:5} followers on 2 servers, 200 events/s:"
+                  f" p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({delivered:,} deliveries)")  # fmt: skip
             used = {name: cpu_seconds(pid) for name, pid in processes.items()}
             p50, p99, delivered, written = await latency(
                 first.address, [stub_a, stub_b], followers, options.seconds
