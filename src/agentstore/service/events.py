@@ -200,17 +200,21 @@ class _ByteBudget:
         self._held = 0
         self._changed = asyncio.Condition()
 
+    def _fits(self, size: int) -> bool:
+        return self._held == 0 or self._held + size <= self._limit
+
     async def take(self, size: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: self._held == 0 or self._held + size <= self._limit
-            )
-            self._held += size
+        # Usually there is room: no lock then (one event loop, nothing runs in between),
+        # since this runs for every message of every stream.
+        if not self._fits(size):
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._fits(size))
+        self._held += size
 
     async def release(self, size: int) -> None:
         if size:
+            self._held -= size
             async with self._changed:
-                self._held -= size
                 self._changed.notify_all()
 
 
