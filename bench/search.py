@@ -1,6 +1,7 @@
 """Search latency at scale: 1,000,000 events in 10,000 sessions, loaded with COPY.
 
     python bench/search.py [--database-url URL] [--events 1000000] [--repeat 30]
+                           [--search-candidates N]
 
 Prints p50/p99 latency through the Search RPC of: a rare word app-wide, a common word
 app-wide, a phrase, a Chinese word, and a rare word scoped to one user.
@@ -94,7 +95,13 @@ async def main() -> None:
     arguments = parser(__doc__ or "")
     arguments.add_argument("--events", type=int, default=1_000_000)
     arguments.add_argument("--repeat", type=int, default=30)
+    arguments.add_argument(
+        "--search-candidates", type=int, help="passed to the server (default: the server's)"
+    )
     options = arguments.parse_args()
+    flags = []
+    if options.search_candidates:
+        flags = ["--search-candidates", str(options.search_candidates)]
     async with scratch_database(options.database_url) as database_url:
         async with running_server(database_url):
             pass  # migrate the empty database
@@ -102,7 +109,7 @@ async def main() -> None:
             await load(database_url, options.events)
         print(f"loaded {options.events:,} events in {SESSIONS:,} sessions in {watch.seconds:.0f} s")
         async with (
-            running_server(database_url) as server,
+            running_server(database_url, *flags) as server,
             grpc.aio.insecure_channel(server.address) as channel,
         ):
             stub = SessionServiceStub(channel)

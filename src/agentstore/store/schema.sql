@@ -141,6 +141,7 @@ CREATE TABLE events (
 
 CREATE INDEX events_feed_idx ON events (tx_id, position);
 CREATE INDEX events_app_feed_idx ON events (app_name, tx_id, position);
+CREATE INDEX events_app_user_feed_idx ON events (app_name, user_id, tx_id, position);
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
 
