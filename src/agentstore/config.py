@@ -123,7 +123,7 @@ class Settings(BaseModel):
         default=64, ge=1, description="batches a follower may have unread before it falls back"
     )
     search_candidates: int = Field(
-        default=5000, ge=1, description="Search ranks this many of the newest matches"
+        default=2000, ge=1, description="Search ranks this many of the newest matches"
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 

@@ -51,7 +51,7 @@ LIMIT %(limit)s
 
 
 class SearchRepository:
-    def __init__(self, database: Database, *, candidates: int = 5000) -> None:
+    def __init__(self, database: Database, *, candidates: int = 2000) -> None:
         self._database = database
         self._candidates = candidates
 
