@@ -8,7 +8,12 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from agentstore.api.mapping import StreamEncoder, datetime_to_timestamp, event_to_proto
+from agentstore.api.mapping import (
+    StreamEncoder,
+    _Recent,
+    datetime_to_timestamp,
+    event_to_proto,
+)
 from agentstore.domain.events import Event
 from agentstore.service.streams import StreamMessage
 
@@ -66,8 +71,31 @@ def test_followers_of_live_events_get_equal_responses_with_their_own_tokens() ->
 
 
 def test_equal_but_distinct_events_are_converted_from_their_own_values() -> None:
-    encoder = StreamEncoder(capacity=2)
+    encoder = StreamEncoder(max_entries=2)
     for seq in range(1, 50):  # more than the capacity: old entries go, ids may be reused
         event = make_event(seq)
         response = encoder.encode(StreamMessage(events=[event], live=True))
         assert [e.seq for e in response.events] == [seq]
+
+
+def test_large_live_events_are_encoded_but_not_kept() -> None:
+    encoder = StreamEncoder(max_bytes=100)  # smaller than one event
+    event = make_event(1, content_text="x" * 1000)
+    for _ in range(2):
+        response = encoder.encode(StreamMessage(events=[event], live=True))
+        assert response.events[0].content.text == "x" * 1000
+
+
+def test_recent_entries_stay_within_their_count_and_size() -> None:
+    recent: _Recent[str, None, str] = _Recent(max_entries=3, max_bytes=10)
+    for key, size in (("a", 4), ("b", 4), ("c", 4)):  # c passes 10 bytes: a goes
+        recent.put(key, None, key.upper(), size)
+    assert recent.get("a") is None
+    assert recent.get("b") == (None, "B")
+    assert recent.get("c") == (None, "C")
+    recent.put("huge", None, "H", 11)  # larger than everything: not kept, nothing evicted
+    assert recent.get("huge") is None
+    assert recent.get("b") == (None, "B")
+    for key in ("d", "e", "f"):  # count limit
+        recent.put(key, None, key, 1)
+    assert [key for key in "bcdef" if recent.get(key) is not None] == ["d", "e", "f"]

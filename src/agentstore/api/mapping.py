@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
@@ -26,6 +26,10 @@ __all__ = [
     "time_range_fields",
     "timestamp_to_datetime",
 ]
+
+KeyT = TypeVar("KeyT")
+OwnerT = TypeVar("OwnerT")
+ValueT = TypeVar("ValueT")
 
 _STATUS_TO_PROTO: dict[SessionStatus, session_pb2.SessionStatus] = {
     SessionStatus.ACTIVE: session_pb2.SESSION_STATUS_ACTIVE,
@@ -220,14 +224,13 @@ class StreamEncoder:
     of them (per follower it cost a replica more CPU than sending). Cached responses are
     shared, so never modified. Replay pages belong to one follower and are not kept."""
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._capacity = capacity
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 8 * 1024 * 1024) -> None:
         # Keyed by id(); each entry holds the objects whose ids make its key, so that the
-        # ids cannot be reused while it is kept (and a hit is checked by identity).
-        self._events: OrderedDict[int, tuple[Event, event_pb2.Event]] = OrderedDict()
-        self._responses: OrderedDict[
-            tuple[Any, ...], tuple[list[Event], session_service_pb2.StreamEventsResponse]
-        ] = OrderedDict()
+        # ids cannot be reused while it is kept, and a hit is checked by identity.
+        self._events: _Recent[int, Event, event_pb2.Event] = _Recent(max_entries, max_bytes)
+        self._responses: _Recent[
+            tuple[Any, ...], list[Event], session_service_pb2.StreamEventsResponse
+        ] = _Recent(max_entries, max_bytes)
 
     def encode(self, message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
         if not message.live:
@@ -246,7 +249,7 @@ class StreamEncoder:
         response = _empty_response(message)
         response.events.extend(self._event(event) for event in message.events)
         _set_tokens(response, message.tokens)
-        _remember(self._responses, key, (message.events, response), self._capacity)
+        self._responses.put(key, message.events, response, response.ByteSize())
         return response
 
     def _event(self, event: Event) -> event_pb2.Event:
@@ -254,8 +257,33 @@ class StreamEncoder:
         if cached is not None and cached[0] is event:
             return cached[1]
         converted = event_to_proto(event)
-        _remember(self._events, id(event), (event, converted), self._capacity)
+        self._events.put(id(event), event, converted, converted.ByteSize())
         return converted
+
+
+class _Recent(Generic[KeyT, OwnerT, ValueT]):
+    """The most recently added entries, within a count and a size in bytes: key -> (owner,
+    value). What alone passes the size is not kept."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[KeyT, tuple[OwnerT, ValueT, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: KeyT) -> tuple[OwnerT, ValueT] | None:
+        entry = self._entries.get(key)
+        return None if entry is None else (entry[0], entry[1])
+
+    def put(self, key: KeyT, owner: OwnerT, value: ValueT, size: int) -> None:
+        if size > self._max_bytes:
+            return
+        if (replaced := self._entries.pop(key, None)) is not None:
+            self._bytes -= replaced[2]
+        self._entries[key] = (owner, value, size)
+        self._bytes += size
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1][2]
 
 
 def _empty_response(message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
@@ -269,9 +297,3 @@ def _empty_response(message: StreamMessage) -> session_service_pb2.StreamEventsR
 def _set_tokens(response: session_service_pb2.StreamEventsResponse, tokens: list[str]) -> None:
     for event_message, token in zip(response.events, tokens, strict=False):
         event_message.resume_token = token
-
-
-def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, capacity: int) -> None:
-    cache[key] = value
-    if len(cache) > capacity:
-        cache.popitem(last=False)
