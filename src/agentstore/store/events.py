@@ -35,6 +35,19 @@ __all__ = ["AppendResult", "EventRepository"]
 # vanishingly rare.
 APPEND_ATTEMPTS = 10
 
+
+def _plus_counts(counts: LiteralString, more: LiteralString) -> LiteralString:
+    """SQL for the sum of two {"key": count} objects. Written out rather than calling the
+    schema's add_counts(): PostgreSQL plans a SQL function's body again in every statement
+    that calls it, which was a sixth of the time of a one-event append."""
+    return f"""(
+            SELECT COALESCE(jsonb_object_agg(key, n), '{{}}'::jsonb)
+            FROM (SELECT key, sum(value::bigint) AS n
+                  FROM (SELECT * FROM jsonb_each_text({counts})
+                        UNION ALL SELECT * FROM jsonb_each_text({more})) AS both_counts
+                  GROUP BY key) AS sums)"""
+
+
 # An append is one statement, so that it costs one round trip and one transaction (the
 # pool runs in autocommit). Its input is two JSON parameters spliced together from the
 # encodings validation made:
@@ -57,6 +70,8 @@ APPEND_ATTEMPTS = 10
 # - State deltas fold into one overlay per session (the last value of each key wins; null
 #   removes the key). When a merged state would pass the limit, nothing is written and every
 #   row says so: the repository then retries message by message to find the culprit.
+
+
 APPEND: LiteralString = f"""
 WITH msg AS (
     SELECT ord::int AS m, x->>0 AS session_id, (x->>1)::bigint AS expected,
@@ -157,9 +172,9 @@ WITH msg AS (
         event_count = s.event_count + counts.appended,
         version = s.version + counts.changes,
         state = COALESCE(new_state.state, s.state),
-        events_by_type = add_counts(s.events_by_type, by_type.counts),
-        events_by_author = add_counts(s.events_by_author, by_author.counts),
-        events_by_role = add_counts(s.events_by_role, COALESCE(by_role.counts, '{{}}')),
+        events_by_type = {_plus_counts("s.events_by_type", "by_type.counts")},
+        events_by_author = {_plus_counts("s.events_by_author", "by_author.counts")},
+        events_by_role = {_plus_counts("s.events_by_role", "by_role.counts")},  -- NULL: none
         text_chars = s.text_chars + counts.text_chars,
         first_event_time = COALESCE(s.first_event_time, now()),
         last_event_time = now(),

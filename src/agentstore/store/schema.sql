@@ -145,7 +145,9 @@ CREATE INDEX events_app_user_feed_idx ON events (app_name, user_id, tx_id, posit
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
 
--- The sum of two {"key": count} objects, for the counters above.
+-- The sum of two {"key": count} objects, for the counters above. Appends of this version
+-- write the same expression out (see store/events.py); kept for earlier replicas during a
+-- rolling upgrade.
 CREATE FUNCTION add_counts(total jsonb, more jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT COALESCE(jsonb_object_agg(key, n), '{}'::jsonb)
