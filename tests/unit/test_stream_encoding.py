@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from agentstore.api.mapping import (
     StreamEncoder,
     _Recent,
     datetime_to_timestamp,
+    dict_to_struct,
     event_to_proto,
 )
 from agentstore.domain.events import Event
@@ -39,6 +40,16 @@ def test_timestamps_match_from_datetime() -> None:
         expected = timestamp_pb2.Timestamp()
         expected.FromDatetime(value)
         assert datetime_to_timestamp(value) == expected, value
+
+
+def test_structs_match_struct_update() -> None:
+    value = {
+        "text": "退款 ✓", "count": 3, "ratio": 0.25, "big": 2**60, "yes": True, "no": False,
+        "none": None, "empty": {}, "nested": {"list": [1, "two", None, True, {"x": []}, [[]]]},
+    }  # fmt: skip
+    expected = struct_pb2.Struct()
+    expected.update(value)
+    assert dict_to_struct(value) == expected
 
 
 def test_replay_pages_encode_every_field() -> None:
