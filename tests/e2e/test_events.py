@@ -209,6 +209,19 @@ async def test_text_round_trips_byte_for_byte(stub: SessionServiceStub, session_
     assert [e.content.text for e in await all_events(stub, session_id)] == texts
 
 
+async def test_json_values_round_trip(stub: SessionServiceStub, session_id: str) -> None:
+    data = {
+        "huge": 1e300, "tiny": -2.5e-300, "whole": 2**52, "past_64_bits": 3e19, "half": 0.5,
+        "yes": True, "none": None, "empty": {}, "list": [[], {}, "文字", 7],
+        "nested": {"deeper": {"deepest": ["a", {"b": False}]}},
+    }  # fmt: skip
+    await append(stub, message(session_id, [event("values", data=data)]))
+    (stored,) = await all_events(stub, session_id)
+    expected = struct_pb2.Struct()
+    expected.update(data)
+    assert stored.data == expected
+
+
 async def test_a_one_mebibyte_event_round_trips(stub: SessionServiceStub, session_id: str) -> None:
     text = "界" * (349_000)  # 1,047,000 bytes of UTF-8: within 1 MiB once encoded
     big = event(text)
