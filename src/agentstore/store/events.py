@@ -397,14 +397,17 @@ class EventRepository:
         )
 
 
+# Built once: json.dumps with options builds a new encoder on every call, here per event.
+_SCALARS_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def _event_json(number: int, event: NewEvent) -> str:
     """One event as a row of APPEND's `events` parameter."""
     role = event.content.role if event.content is not None else None
     text = event.content.text if event.content is not None else ""
-    scalars = json.dumps(
+    scalars = _SCALARS_JSON.encode(
         [number, event.event_id, event.type, event.author, event.invocation_id,
-         event.agent_id, event.branch, role, text],
-        ensure_ascii=False,
+         event.agent_id, event.branch, role, text]
     )  # fmt: skip
     state_delta = event.actions.state_delta if event.actions is not None else None
     data = event.data.encoded if event.data is not None else "null"
