@@ -8,13 +8,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from agentstore.api.mapping import (
-    StreamEncoder,
-    _Recent,
-    datetime_to_timestamp,
-    dict_to_struct,
-    event_to_proto,
-)
+from agentstore.api.mapping import datetime_to_timestamp, dict_to_struct, event_to_proto
+from agentstore.api.stream_encoding import StreamEncoder, _Recent
 from agentstore.domain.events import Event
 from agentstore.service.streams import StreamMessage
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import operator
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
-from agentstore.service.streams import StreamMessage
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
-    "StreamEncoder",
     "append_request_fields",
     "event_to_proto",
+    "fill_event",
     "session_stats_to_proto",
     "session_status_from_proto",
     "session_to_proto",
@@ -27,10 +24,7 @@ __all__ = [
     "timestamp_to_datetime",
 ]
 
-KeyT = TypeVar("KeyT")
 MessageT = TypeVar("MessageT", struct_pb2.Struct, struct_pb2.ListValue)
-OwnerT = TypeVar("OwnerT")
-ValueT = TypeVar("ValueT")
 
 _STATUS_TO_PROTO: dict[SessionStatus, session_pb2.SessionStatus] = {
     SessionStatus.ACTIVE: session_pb2.SESSION_STATUS_ACTIVE,
@@ -128,12 +122,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    """Timestamp.FromDatetime's result, made directly: that method is pure Python and was a
-    tenth of the CPU of a server streaming live events. Naive values are taken as UTC."""
+    seconds, nanos = _epoch_parts(value)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def _epoch_parts(value: datetime) -> tuple[int, int]:
+    """Timestamp.FromDatetime's (seconds, nanos), computed directly: that method is pure
+    Python and was a tenth of the CPU of a server streaming live events. Naive values are
+    taken as UTC."""
     delta = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
-    return timestamp_pb2.Timestamp(
-        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
-    )
+    return delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
 
 
 def time_range_fields(request: Any) -> dict[str, datetime]:
@@ -218,10 +216,10 @@ def append_request_fields(request: session_service_pb2.AppendEventsRequest) -> d
 
 
 def event_to_proto(event: Event) -> event_pb2.Event:
-    return _fill_event(event_pb2.Event(), event)
+    return fill_event(event_pb2.Event(), event)
 
 
-def _fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
+def fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
     """Sets an empty message's fields from `event`. Filling a message in place, such as one
     just added to a response, saves copying it there (a tenth of replay's time)."""
     message.event_id = event.event_id
@@ -233,9 +231,8 @@ def _fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
     message.invocation_id = event.invocation_id
     message.agent_id = event.agent_id
     message.branch = event.branch
-    delta = event.create_time - _EPOCH
-    message.create_time.seconds = delta.days * 86_400 + delta.seconds
-    message.create_time.nanos = delta.microseconds * 1000
+    create_time = message.create_time
+    create_time.seconds, create_time.nanos = _epoch_parts(event.create_time)
     if event.content_role or event.content_text:
         message.content.role = event.content_role
         message.content.text = event.content_text
@@ -261,85 +258,3 @@ def session_stats_to_proto(stats: SessionStats) -> session_service_pb2.SessionSt
     if stats.last_event_time is not None:
         message.last_event_time.CopyFrom(datetime_to_timestamp(stats.last_event_time))
     return message
-
-
-class StreamEncoder:
-    """Encodes StreamEvents responses, remembering recent live work. The followers of a
-    session or feed on this replica are handed the same live event objects, usually in the
-    same messages: each such event is converted, and each such message built, once for all
-    of them (per follower it cost a replica more CPU than sending). Cached responses are
-    shared, so never modified. Replay pages belong to one follower and are not kept."""
-
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 8 * 1024 * 1024) -> None:
-        # Keyed by id(); each entry holds the objects whose ids make its key, so that the
-        # ids cannot be reused while it is kept, and a hit is checked by identity.
-        self._events: _Recent[int, Event, event_pb2.Event] = _Recent(max_entries, max_bytes)
-        self._responses: _Recent[
-            tuple[Any, ...], list[Event], session_service_pb2.StreamEventsResponse
-        ] = _Recent(max_entries, max_bytes)
-
-    def encode(self, message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
-        if not message.live:
-            response = _empty_response(message)
-            for event in message.events:
-                _fill_event(response.events.add(), event)
-            _set_tokens(response, message.tokens)
-            return response
-        key = (
-            tuple(map(id, message.events)), tuple(message.tokens), message.resume_token,
-            message.caught_up, message.heartbeat,
-        )  # fmt: skip
-        cached = self._responses.get(key)
-        if cached is not None and all(map(operator.is_, cached[0], message.events)):
-            return cached[1]
-        response = _empty_response(message)
-        response.events.extend(self._event(event) for event in message.events)
-        _set_tokens(response, message.tokens)
-        self._responses.put(key, message.events, response, response.ByteSize())
-        return response
-
-    def _event(self, event: Event) -> event_pb2.Event:
-        cached = self._events.get(id(event))
-        if cached is not None and cached[0] is event:
-            return cached[1]
-        converted = event_to_proto(event)
-        self._events.put(id(event), event, converted, converted.ByteSize())
-        return converted
-
-
-class _Recent(Generic[KeyT, OwnerT, ValueT]):
-    """The most recently added entries, within a count and a size in bytes: key -> (owner,
-    value). What alone passes the size is not kept."""
-
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
-        self._entries: OrderedDict[KeyT, tuple[OwnerT, ValueT, int]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: KeyT) -> tuple[OwnerT, ValueT] | None:
-        entry = self._entries.get(key)
-        return None if entry is None else (entry[0], entry[1])
-
-    def put(self, key: KeyT, owner: OwnerT, value: ValueT, size: int) -> None:
-        if size > self._max_bytes:
-            return
-        if (replaced := self._entries.pop(key, None)) is not None:
-            self._bytes -= replaced[2]
-        self._entries[key] = (owner, value, size)
-        self._bytes += size
-        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            self._bytes -= self._entries.popitem(last=False)[1][2]
-
-
-def _empty_response(message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
-    return session_service_pb2.StreamEventsResponse(
-        caught_up=message.caught_up,
-        heartbeat=message.heartbeat,
-        resume_token=message.resume_token,
-    )
-
-
-def _set_tokens(response: session_service_pb2.StreamEventsResponse, tokens: list[str]) -> None:
-    for event_message, token in zip(response.events, tokens, strict=False):
-        event_message.resume_token = token

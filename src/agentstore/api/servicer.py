@@ -10,7 +10,6 @@ import grpc
 
 from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
-    StreamEncoder,
     append_request_fields,
     duration_to_timedelta,
     event_to_proto,
@@ -22,6 +21,7 @@ from agentstore.api.mapping import (
     time_range_fields,
     timestamp_to_datetime,
 )
+from agentstore.api.stream_encoding import StreamEncoder
 from agentstore.service.events import EventService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
