@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, LiteralString
 
 import orjson
 import psycopg
-from psycopg import postgres
+from psycopg import postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from agentstore.domain.errors import StoreUnavailable
 from agentstore.domain.events import JsonDocument
 
-__all__ = ["Connection", "Database"]
+__all__ = ["Connection", "Database", "fetch_tuples"]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +111,17 @@ class Database:
         and rolled back when it raises."""
         async with self.connection() as connection, connection.transaction():
             yield connection
+
+
+async def fetch_tuples(
+    connection: Connection,
+    query: LiteralString | sql.Composed,
+    params: dict[str, Any],
+    *,
+    prepare: bool | None = None,
+) -> list[tuple[Any, ...]]:
+    """All rows of `query` as tuples: building a dict per row cost event reads a tenth of
+    their time, so the hot reads take positional rows instead."""
+    cursor = connection.cursor(row_factory=tuple_row)
+    await cursor.execute(query, params, prepare=prepare)
+    return await cursor.fetchall()

@@ -13,7 +13,6 @@ from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import tuple_row
 
 from agentstore.domain.errors import DomainError, ExpectationFailed, InvalidArgument
 from agentstore.domain.events import (
@@ -26,7 +25,7 @@ from agentstore.domain.events import (
     NewEvent,
     SessionStats,
 )
-from agentstore.store.database import Database
+from agentstore.store.database import Database, fetch_tuples
 from agentstore.store.sessions import LIVE, session_not_found
 
 __all__ = ["AppendResult", "EventRepository"]
@@ -70,8 +69,6 @@ def _plus_counts(counts: LiteralString, more: LiteralString) -> LiteralString:
 # - State deltas fold into one overlay per session (the last value of each key wins; null
 #   removes the key). When a merged state would pass the limit, nothing is written and every
 #   row says so: the repository then retries message by message to find the culprit.
-
-
 APPEND: LiteralString = f"""
 WITH msg AS (
     SELECT ord::int AS m, x->>0 AS session_id, (x->>1)::bigint AS expected,
@@ -200,6 +197,8 @@ EVENT_COLUMNS: LiteralString = """
     session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
     content_role, content_text, data, actions, metadata, create_time
 """
+# Where the columns a query selects after EVENT_COLUMNS start in its tuple rows.
+AFTER_EVENT_COLUMNS = 15
 SELECT_LIVE: LiteralString = f"SELECT 1 FROM sessions WHERE id = %(id)s AND {LIVE}"
 READ_AFTER: LiteralString = f"""
 SELECT {EVENT_COLUMNS} FROM events
@@ -346,18 +345,14 @@ class EventRepository:
             live = await connection.execute(SELECT_LIVE, {"id": event_filter.session_id})
             if await live.fetchone() is None:
                 raise session_not_found(event_filter.session_id)
-            cursor = connection.cursor(row_factory=tuple_row)
-            await cursor.execute(query, params)
-            rows = await cursor.fetchall()
+            rows = await fetch_tuples(connection, query, params)
         return [event_from_row(row) for row in rows]
 
     async def read_after(self, session_id: str, after_seq: int, limit: int) -> list[Event]:
         """Up to `limit` events of a session with seq > `after_seq`, in order."""
         params = {"session_id": session_id, "after_seq": after_seq, "limit": limit}
         async with self._database.connection() as connection:
-            cursor = connection.cursor(row_factory=tuple_row)
-            await cursor.execute(READ_AFTER, params)
-            rows = await cursor.fetchall()
+            rows = await fetch_tuples(connection, READ_AFTER, params)
         return [event_from_row(row) for row in rows]
 
     async def read_feed(
@@ -374,11 +369,12 @@ class EventRepository:
             "limit": limit,
         }
         async with self._database.connection() as connection:
-            cursor = connection.cursor(row_factory=tuple_row)
-            await cursor.execute(READ_FEED, params)
-            rows = await cursor.fetchall()
-        # tx_id follows EVENT_COLUMNS; position is the fourth of them.
-        return [((int(row[15]), row[3]), event_from_row(row)) for row in rows]
+            rows = await fetch_tuples(connection, READ_FEED, params)
+        events = [event_from_row(row) for row in rows]
+        return [
+            ((int(row[AFTER_EVENT_COLUMNS]), event.position), event)  # tx_id, position
+            for row, event in zip(rows, events, strict=True)
+        ]
 
     async def session_stats(self, session_id: str) -> SessionStats:
         async with self._database.connection() as connection:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, LiteralString
 
 from psycopg import sql
-from psycopg.rows import tuple_row
 
 from agentstore.domain.search import SearchFilter, SearchHit
-from agentstore.store.database import Database
-from agentstore.store.events import EVENT_COLUMNS, event_from_row
+from agentstore.store.database import Database, fetch_tuples
+from agentstore.store.events import AFTER_EVENT_COLUMNS, EVENT_COLUMNS, event_from_row
 
 __all__ = ["SearchCursor", "SearchRepository"]
 
@@ -95,10 +94,9 @@ class SearchRepository:
         )
         async with self._database.connection() as connection:
             # Not prepared: a generic plan cannot tell a rare word from a common one.
-            cursor = connection.cursor(row_factory=tuple_row)
-            await cursor.execute(query, params, prepare=False)
-            rows = await cursor.fetchall()
-        # score and snippet follow EVENT_COLUMNS.
+            rows = await fetch_tuples(connection, query, params, prepare=False)
+        score, snippet = AFTER_EVENT_COLUMNS, AFTER_EVENT_COLUMNS + 1
         return [
-            SearchHit(event=event_from_row(row), score=row[15], snippet=row[16]) for row in rows
+            SearchHit(event=event_from_row(row), score=row[score], snippet=row[snippet])
+            for row in rows
         ]
