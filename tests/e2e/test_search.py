@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import AsyncIterator
+
 import grpc
 import psycopg
 import pytest
@@ -264,7 +268,9 @@ async def test_the_events_table_survives_an_injection_attempt(
     assert await texts(stub, app_name, "migration")
 
 
-async def test_only_the_newest_candidates_are_ranked(database_url: str, app_name: str) -> None:
+@pytest.fixture
+async def five_candidates(database_url: str) -> AsyncIterator[SessionServiceStub]:
+    """A client of a server that ranks only the newest 5 matches of a search."""
     from agentstore.app import AgentStoreServer
     from tests.conftest import server_settings
 
@@ -272,11 +278,74 @@ async def test_only_the_newest_candidates_are_ranked(database_url: str, app_name
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = SessionServiceStub(channel)
-            session_id = await new_session(stub, app_name)
-            for n in range(8):
-                await append(stub, message(session_id, [event(f"ticket {n}")]))
-            response = await stub.Search(pb.SearchRequest(app_name=app_name, query="ticket"))
-            assert sorted(hit.event.seq for hit in response.hits) == [4, 5, 6, 7, 8]
+            yield SessionServiceStub(channel)
     finally:
         await server.stop()
+
+
+async def test_only_the_newest_candidates_are_ranked(
+    five_candidates: SessionServiceStub, app_name: str
+) -> None:
+    stub = five_candidates
+    session_id = await new_session(stub, app_name)
+    for n in range(8):
+        await append(stub, message(session_id, [event(f"ticket {n}")]))
+    response = await stub.Search(pb.SearchRequest(app_name=app_name, query="ticket"))
+    assert sorted(hit.event.seq for hit in response.hits) == [4, 5, 6, 7, 8]
+
+
+async def test_later_pages_keep_the_first_pages_view_while_events_arrive(
+    five_candidates: SessionServiceStub, app_name: str
+) -> None:
+    stub = five_candidates
+    session_id = await new_session(stub, app_name)
+    for n in range(8):
+        await append(stub, message(session_id, [event(f"ticket {n}")]))
+    request = pb.SearchRequest(app_name=app_name, query="ticket", page_size=2)
+    first = await stub.Search(request)
+    assert [hit.event.seq for hit in first.hits] == [8, 7]
+    # New matches would push the rest of the first page's candidates out of the window.
+    for n in range(3):
+        await append(stub, message(session_id, [event(f"ticket late {n}")]))
+    seen = []
+    token = first.next_page_token
+    while token:
+        request.page_token = token
+        page = await stub.Search(request)
+        seen.extend(hit.event.seq for hit in page.hits)
+        token = page.next_page_token
+    assert seen == [6, 5, 4]
+    fresh = await stub.Search(pb.SearchRequest(app_name=app_name, query="ticket"))
+    assert [hit.event.seq for hit in fresh.hits][:3] == [11, 10, 9]
+
+
+@pytest.mark.parametrize(
+    "snapshot", ["", "garbage", "5:3:", "3:9:4,2", "1:99999999999999999999999:", 7, None]
+)
+async def test_a_forged_page_token_is_invalid_argument(
+    stub: SessionServiceStub, app_name: str, corpus: dict[str, str], snapshot: object
+) -> None:
+    request = pb.SearchRequest(app_name=app_name, query="agent", page_size=1)
+    first = await stub.Search(request)
+    payload = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=="))
+    payload["p"][3] = snapshot
+    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    request.page_token = forged
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Search(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in error_details(caught.value).fields
+
+
+async def test_page_tokens_of_the_previous_version_still_page(
+    stub: SessionServiceStub, app_name: str
+) -> None:
+    session_id = await new_session(stub, app_name)
+    await append(stub, message(session_id, [event(f"invoice {n}") for n in range(3)]))
+    request = pb.SearchRequest(app_name=app_name, query="invoice", page_size=1)
+    first = await stub.Search(request)
+    payload = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=="))
+    payload["p"] = payload["p"][:3]  # (score, session_id, seq): no snapshot
+    request.page_token = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+    second = await stub.Search(request)
+    assert [hit.event.seq for hit in [*first.hits, *second.hits]] == [3, 2]

@@ -11,7 +11,7 @@ from agentstore.domain.limits import Limits
 from agentstore.domain.search import CJK_RUN, SearchFilter, SearchHit, prepare_query, query_terms
 from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
 from agentstore.service.validation import validate
-from agentstore.store.search import SearchRepository
+from agentstore.store.search import SearchCursor, SearchRepository, is_snapshot
 
 __all__ = ["SearchPage", "SearchService"]
 
@@ -38,25 +38,36 @@ class SearchService:
             raise InvalidArgument.of("query", "must contain something to search for")
         limit = page_size(page_size_requested, SEARCH_PAGE)
         filters = search.model_dump(mode="json")
-        position = decode_page_token(page_token, filters)
-        after = None
-        if position is not None:
-            try:
-                after = (float(position[0]), str(position[1]), int(position[2]))
-            except (ValueError, IndexError, TypeError) as exc:
-                raise InvalidArgument.of("page_token", "is malformed") from exc
-        hits = await self._repository.search(
-            search, prepare_query(search.query), after=after, limit=limit + 1
+        after, snapshot = _continuation(decode_page_token(page_token, filters))
+        page = await self._repository.search(
+            search, prepare_query(search.query), after=after, limit=limit + 1, snapshot=snapshot
         )
-        next_token = ""
+        hits, next_token = page.hits, ""
         if len(hits) > limit:
             hits = hits[:limit]
             last = hits[-1]
             next_token = encode_page_token(
-                [last.score, last.event.session_id, last.event.seq], filters
+                [last.score, last.event.session_id, last.event.seq, page.snapshot], filters
             )
         terms = query_terms(search.query)
         return SearchPage([_with_snippet(hit, terms) for hit in hits], next_token)
+
+
+def _continuation(position: list[Any] | None) -> tuple[SearchCursor | None, str | None]:
+    """Where a page token says the next page starts, and the snapshot of the first page.
+    Tokens of the previous version have no snapshot: they page over what is there now."""
+    if position is None:
+        return None, None
+    try:
+        after = (float(position[0]), str(position[1]), int(position[2]))
+    except (ValueError, IndexError, TypeError) as exc:
+        raise InvalidArgument.of("page_token", "is malformed") from exc
+    if len(position) == 3:
+        return after, None
+    snapshot = position[3] if len(position) == 4 else None
+    if not isinstance(snapshot, str) or not is_snapshot(snapshot):
+        raise InvalidArgument.of("page_token", "is malformed")
+    return after, snapshot
 
 
 def _with_snippet(hit: SearchHit, terms: list[str]) -> SearchHit:
