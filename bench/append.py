@@ -2,12 +2,11 @@
 
     python bench/append.py [--database-url URL] [--events 40000]
 
-    python bench/append.py --without-search-index   # what search indexing costs
-
 Prints events/s through the server with 1 and 4 concurrent streams of 250-event messages,
 the same events through psycopg COPY into the same table in the same run, the ratio, a
 chatty agent's single-event messages on one stream (next to the same messages sent to a
-bare grpc.aio server that only counts them), and messages/s with 16 streams.
+bare grpc.aio server that only counts them), and messages/s with 16 streams. What search
+indexing costs these appends is bench/indexing.py's to measure.
 """
 
 from __future__ import annotations
@@ -118,20 +117,8 @@ async def copy_rate(database_url: str, session_id: str, count: int) -> float:
     return watch.seconds
 
 
-async def drop_search_index(database_url: str) -> None:
-    """For measuring what indexing costs: the same table without its search column."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as connection:
-        await connection.execute("ALTER TABLE events DROP COLUMN search_vector")
-
-
 async def main() -> None:
-    options = parser(__doc__ or "")
-    options.add_argument(
-        "--without-search-index",
-        action="store_true",
-        help="drop the generated search column first, to see what indexing costs",
-    )
-    arguments = options.parse_args()
+    arguments = parser(__doc__ or "").parse_args()
     total = 40_000
     async with (
         scratch_database(arguments.database_url) as database_url,
@@ -139,8 +126,6 @@ async def main() -> None:
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         stub = SessionServiceStub(channel)
-        if arguments.without_search_index:
-            await drop_search_index(database_url)
         warm = await new_sessions(stub, 1)
         await stream_rate(stub, [messages(warm[0], 2000, 250)])
 
@@ -174,9 +159,7 @@ async def main() -> None:
         bare_grpc = rate(appended, seconds)
 
     size = make_event(1).ByteSize()
-    indexing = "without" if arguments.without_search_index else "with"
-    print(f"event size: about {size} bytes encoded, {len(TEXT)} characters of text;"
-          f" {indexing} the full-text search column and index")  # fmt: skip
+    print(f"event size: about {size} bytes encoded, {len(TEXT)} characters of text")
     print(f"raw COPY (psycopg, one transaction):       {raw_copy:10,.0f} events/s")
     print(f"AppendEvents, 1 stream, 250-event msgs:    {one_stream:10,.0f} events/s"
           f"  ratio to COPY {one_stream / raw_copy:.2f}")  # fmt: skip

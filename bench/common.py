@@ -37,29 +37,38 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def scratch_database(admin_url: str | None) -> AsyncIterator[str]:
-    """A new empty database (on `admin_url`'s server, or on an embedded PostgreSQL in a
-    temporary directory), dropped afterwards."""
+async def scratch_databases(admin_url: str | None, count: int) -> AsyncIterator[list[str]]:
+    """`count` new empty databases (on `admin_url`'s server, or on one embedded PostgreSQL in
+    a temporary directory), dropped afterwards."""
     from agentstore.store.embedded import EmbeddedPostgres
 
     embedded = None
+    names = [f"agentstore_bench_{uuid.uuid4().hex[:8]}" for _ in range(count)]
     with tempfile.TemporaryDirectory() as scratch:
         if admin_url is None:
             os.chmod(scratch, 0o755)  # the embedded server runs as another user under root
             embedded = EmbeddedPostgres(Path(scratch))
             admin_url = _with_database(await embedded.start(), "postgres")
-        name = f"agentstore_bench_{uuid.uuid4().hex[:8]}"
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-            await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            for name in names:
+                await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield _with_database(admin_url, name)
+            yield [_with_database(admin_url, name) for name in names]
         finally:
             async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-                await admin.execute(
-                    sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+                for name in names:
+                    await admin.execute(
+                        sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+                    )
             if embedded is not None:
                 await embedded.stop()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str | None) -> AsyncIterator[str]:
+    """One new empty database, as scratch_databases()."""
+    async with scratch_databases(admin_url, 1) as (url,):
+        yield url
 
 
 @dataclass
@@ -123,3 +132,57 @@ async def running_grpc_baseline() -> AsyncIterator[str]:
     finally:
         process.terminate()
         await process.wait()
+
+
+class CpuMeter:
+    """CPU seconds used between start() and stop() by a server process, by every PostgreSQL
+    process on this machine, and by this process; from /proc, so Linux only (elsewhere
+    stop() returns nothing). A PostgreSQL process that exits in between is not counted."""
+
+    _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, server_pid: int) -> None:
+        self._server_pid = server_pid
+        self._started: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._started = self._read()
+
+    def stop(self) -> dict[str, float]:
+        now = self._read()
+        used = {part: now[part] - self._started.get(part, 0.0) for part in now}
+        if used:
+            used["all"] = sum(used.values())
+        return used
+
+    def _read(self) -> dict[str, float]:
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return {}
+        postgres = 0.0
+        for entry in proc.iterdir():
+            if entry.name.isdigit() and self._comm(entry) == "postgres":
+                postgres += self._cpu(entry)
+        times = os.times()
+        return {
+            "server": self._cpu(proc / str(self._server_pid)),
+            "PostgreSQL": postgres,
+            "client": times.user + times.system,
+        }
+
+    @staticmethod
+    def _comm(entry: Path) -> str:
+        try:
+            return (entry / "comm").read_text().strip()
+        except OSError:
+            return ""
+
+    @classmethod
+    def _cpu(cls, entry: Path) -> float:
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            return 0.0
+        # Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / cls._TICKS
