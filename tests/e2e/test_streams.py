@@ -24,8 +24,10 @@ async def session_id(stub: SessionServiceStub, app_name: str) -> str:
 
 @pytest.fixture
 async def replica(database_url: str) -> AsyncIterator[SessionServiceStub]:
-    """A second server on the same database, with its own pool, hub and listener."""
-    second = AgentStoreServer(server_settings(database_url))
+    """A second server on the same database, with its own pool, hub and listener. It does
+    not poll (in a test's time), so its followers hear of other replicas' appends only through
+    NOTIFY: the tests below would fail if that were lost."""
+    second = AgentStoreServer(server_settings(database_url, live_poll_interval="1h"))
     await second.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
         yield SessionServiceStub(channel)
