@@ -283,13 +283,30 @@ async def five_candidates(database_url: str) -> AsyncIterator[SessionServiceStub
         await server.stop()
 
 
+async def eight_tickets(stub: SessionServiceStub, app_name: str) -> str:
+    """A new session holding "ticket 0" to "ticket 7" (seq 1-8), one message each."""
+    session_id = await new_session(stub, app_name)
+    for n in range(8):
+        await append(stub, message(session_id, [event(f"ticket {n}")]))
+    return session_id
+
+
+def with_position(token: str, position: list[object]) -> str:
+    """A page token like `token` (of the same request) that continues after `position`."""
+    payload = json.loads(base64.urlsafe_b64decode(token + "=="))
+    payload["p"] = position
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def position_of(token: str) -> list[object]:
+    return list(json.loads(base64.urlsafe_b64decode(token + "=="))["p"])
+
+
 async def test_only_the_newest_candidates_are_ranked(
     five_candidates: SessionServiceStub, app_name: str
 ) -> None:
     stub = five_candidates
-    session_id = await new_session(stub, app_name)
-    for n in range(8):
-        await append(stub, message(session_id, [event(f"ticket {n}")]))
+    await eight_tickets(stub, app_name)
     response = await stub.Search(pb.SearchRequest(app_name=app_name, query="ticket"))
     assert sorted(hit.event.seq for hit in response.hits) == [4, 5, 6, 7, 8]
 
@@ -298,9 +315,7 @@ async def test_later_pages_keep_the_first_pages_view_while_events_arrive(
     five_candidates: SessionServiceStub, app_name: str
 ) -> None:
     stub = five_candidates
-    session_id = await new_session(stub, app_name)
-    for n in range(8):
-        await append(stub, message(session_id, [event(f"ticket {n}")]))
+    session_id = await eight_tickets(stub, app_name)
     request = pb.SearchRequest(app_name=app_name, query="ticket", page_size=2)
     first = await stub.Search(request)
     assert [hit.event.seq for hit in first.hits] == [8, 7]
@@ -327,10 +342,8 @@ async def test_a_forged_page_token_is_invalid_argument(
 ) -> None:
     request = pb.SearchRequest(app_name=app_name, query="agent", page_size=1)
     first = await stub.Search(request)
-    payload = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=="))
-    payload["p"][3] = snapshot
-    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-    request.page_token = forged
+    position = position_of(first.next_page_token)
+    request.page_token = with_position(first.next_page_token, [*position[:3], snapshot])
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Search(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -344,8 +357,8 @@ async def test_page_tokens_of_the_previous_version_still_page(
     await append(stub, message(session_id, [event(f"invoice {n}") for n in range(3)]))
     request = pb.SearchRequest(app_name=app_name, query="invoice", page_size=1)
     first = await stub.Search(request)
-    payload = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=="))
-    payload["p"] = payload["p"][:3]  # (score, session_id, seq): no snapshot
-    request.page_token = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+    # (score, session_id, seq): no snapshot
+    position = position_of(first.next_page_token)[:3]
+    request.page_token = with_position(first.next_page_token, position)
     second = await stub.Search(request)
     assert [hit.event.seq for hit in [*first.hits, *second.hits]] == [3, 2]
