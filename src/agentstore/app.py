@@ -89,6 +89,14 @@ class AgentStoreServer:
         database = self._database
         session_repository = SessionRepository(database)
         event_repository = EventRepository(database)
+        if (foreign := await event_repository.foreign_tx_id()) is not None:
+            raise StartupError(
+                f"the events table holds transaction ids from another PostgreSQL cluster (up to"
+                f" {foreign[0]}; this one is at {foreign[1]}), as after restoring a logical dump:"
+                " feeds and search would hide those events. Reset them with"
+                " `UPDATE events SET tx_id = '3'` (docs/operations.md, 'Moving the database')"
+                " and start again"
+            )
         self._hub = Hub(
             _session_reader(event_repository),
             event_repository.read_feed,

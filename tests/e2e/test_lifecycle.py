@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentstore.store.migrator import load_migrations
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from tests.e2e.events_support import append, event, message
 from tests.support import ServerProcess, run_agentstore
 
 CreateDatabase = Callable[[], Awaitable[str]]
@@ -145,3 +146,34 @@ async def test_a_taken_port_stops_start_up_with_a_clear_message(
         assert b"Traceback" not in stderr
     finally:
         assert await first.stop() == 0
+
+
+async def test_events_from_another_cluster_stop_start_up_until_reset(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    first = ServerProcess("--database-url", url)
+    async with grpc.aio.insecure_channel(await first.start()) as channel:
+        stub = SessionServiceStub(channel)
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name="moved"))
+        await append(stub, message(session.id, [event("made before the move")]))
+    assert await first.stop() == 0, first.log.decode()
+    # As after restoring a logical dump into a younger cluster: ids it has not reached yet.
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        await connection.execute("UPDATE events SET tx_id = '999999999999'")
+
+    code, _, stderr = await run_agentstore(
+        "serve", "--listen", "127.0.0.1:0", "--database-url", url
+    )  # fmt: skip
+    assert code == 1
+    assert b"transaction ids from another PostgreSQL cluster" in stderr
+    assert b"Traceback" not in stderr
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        await connection.execute("UPDATE events SET tx_id = '3'")  # the documented fix
+    second = ServerProcess("--database-url", url)
+    async with grpc.aio.insecure_channel(await second.start()) as channel:
+        feed = SessionServiceStub(channel).StreamEvents(pb.StreamEventsRequest(app_name="moved"))
+        texts = [event.content.text async for response in feed for event in response.events]
+    assert await second.stop() == 0, second.log.decode()
+    assert texts == ["made before the move"]

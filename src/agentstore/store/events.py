@@ -220,6 +220,16 @@ WHERE app_name = %(app_name)s
 ORDER BY tx_id, position
 LIMIT %(limit)s
 """
+# An event whose tx_id this cluster has not reached yet was made in another cluster: a logical
+# dump restored here, or logical replication. Feeds and search paging compare tx_id with this
+# cluster's snapshots, so such events would stay hidden from them.
+SELECT_FOREIGN_TX_ID: LiteralString = """
+SELECT events.tx_id::text AS newest, pg_snapshot_xmax(pg_current_snapshot())::text AS next
+FROM events
+WHERE events.tx_id >= pg_snapshot_xmax(pg_current_snapshot())
+ORDER BY events.tx_id DESC
+LIMIT 1
+"""
 SELECT_SESSION_STATS: LiteralString = f"""
 SELECT event_count, events_by_type, events_by_author, events_by_role, text_chars,
        first_event_time, last_event_time
@@ -375,6 +385,14 @@ class EventRepository:
             ((int(row[AFTER_EVENT_COLUMNS]), event.position), event)  # tx_id, position
             for row, event in zip(rows, events, strict=True)
         ]
+
+    async def foreign_tx_id(self) -> tuple[str, str] | None:
+        """The newest tx_id of an event from another cluster (see SELECT_FOREIGN_TX_ID), and
+        this cluster's next transaction id; None when there is none."""
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(SELECT_FOREIGN_TX_ID)
+            row = await cursor.fetchone()
+        return None if row is None else (row["newest"], row["next"])
 
     async def session_stats(self, session_id: str) -> SessionStats:
         async with self._database.connection() as connection:
