@@ -19,7 +19,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import psycopg
@@ -30,6 +30,21 @@ from bench.common import CpuMeter, Server, parser, rate, running_server, scratch
 
 BATCHED_EVENTS = 40_000
 SINGLE_EVENTS = 5_000
+# What each round measures: key, label, unit.
+RATES = [
+    ("4 streams", "AppendEvents, 4 streams x 250-event msgs", "events/s"),
+    ("single-event", "AppendEvents, 1 stream, 1-event msgs", "events/s"),
+    ("COPY", "raw COPY (psycopg, one transaction)", "rows/s"),
+]
+
+
+@dataclass
+class Figures:
+    """One database's figures, a list per measure with one entry per round."""
+
+    rates: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # CPU microseconds per event of the 4-stream appends, by part (server, PostgreSQL, ...).
+    cpu: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -61,22 +76,22 @@ async def targets(admin_url: str | None) -> AsyncIterator[list[Target]]:
         yield result
 
 
-async def one_round(target: Target, figures: dict[str, list[float]]) -> None:
+async def one_round(target: Target, figures: Figures) -> None:
     sessions = await new_sessions(target.stub, 4)
     streams = [messages(s, BATCHED_EVENTS // 4, 250) for s in sessions]
     meter = CpuMeter(target.server.process.pid)
     meter.start()
     seconds, appended, _ = await stream_rate(target.stub, streams)
     for part, cpu in meter.stop().items():
-        figures[f"cpu {part}"].append(cpu / appended * 1e6)
-    figures["4 streams"].append(rate(appended, seconds))
+        figures.cpu[part].append(cpu / appended * 1e6)
+    figures.rates["4 streams"].append(rate(appended, seconds))
 
     (chatty,) = await new_sessions(target.stub, 1)
     seconds, appended, _ = await stream_rate(target.stub, [messages(chatty, SINGLE_EVENTS, 1)])
-    figures["single-event"].append(rate(appended, seconds))
+    figures.rates["single-event"].append(rate(appended, seconds))
 
     (copied,) = await new_sessions(target.stub, 1)
-    figures["COPY"].append(
+    figures.rates["COPY"].append(
         rate(BATCHED_EVENTS, await copy_rate(target.database_url, copied, BATCHED_EVENTS))
     )
 
@@ -85,8 +100,7 @@ async def main() -> None:
     options = parser(__doc__ or "")
     options.add_argument("--rounds", type=int, default=3, help="rounds on each database")
     arguments = options.parse_args()
-    figures: dict[str, dict[str, list[float]]] = {"with": defaultdict(list),
-                                                  "without": defaultdict(list)}  # fmt: skip
+    figures = {"with": Figures(), "without": Figures()}
     async with targets(arguments.database_url) as both:
         for target in both:  # warm up: pools, prepared statements, caches
             (warm,) = await new_sessions(target.stub, 1)
@@ -98,27 +112,20 @@ async def main() -> None:
 
     with_index, without_index = figures["with"], figures["without"]
     print(f"{arguments.rounds} rounds each; medians; ratio = with the search index / without")
-    for what, unit in (("4 streams", "events/s"), ("single-event", "events/s"),
-                       ("COPY", "rows/s")):  # fmt: skip
-        with_rate = statistics.median(with_index[what])
-        without_rate = statistics.median(without_index[what])
-        label = {"4 streams": "AppendEvents, 4 streams x 250-event msgs",
-                 "single-event": "AppendEvents, 1 stream, 1-event msgs",
-                 "COPY": "raw COPY (psycopg, one transaction)"}[what]  # fmt: skip
+    for key, label, unit in RATES:
+        with_rates, without_rates = with_index.rates[key], without_index.rates[key]
+        with_rate, without_rate = statistics.median(with_rates), statistics.median(without_rates)
         print(f"{label:42s} with {with_rate:8,.0f}  without {without_rate:8,.0f} {unit}"
               f"  ratio {with_rate / without_rate:.2f}")  # fmt: skip
-        rounds = " ".join(
-            f"{a / b:.2f}" for a, b in zip(with_index[what], without_index[what], strict=True)
-        )
+        rounds = " ".join(f"{a / b:.2f}" for a, b in zip(with_rates, without_rates, strict=True))
         print(f"{'':42s} ratio in each round: {rounds}")
-    parts = [key for key in with_index if key.startswith("cpu ")]
-    if parts:
+    if with_index.cpu:
         print("CPU per event during the 4-stream appends (us, medians):")
-        for key in parts:
-            with_cpu = statistics.median(with_index[key])
-            without_cpu = statistics.median(without_index[key])
-            print(f"  {key.removeprefix('cpu '):12s} with {with_cpu:6.1f}  without"
-                  f" {without_cpu:6.1f}  difference {with_cpu - without_cpu:+6.1f}")  # fmt: skip
+        for part, with_cpus in with_index.cpu.items():
+            with_cpu = statistics.median(with_cpus)
+            without_cpu = statistics.median(without_index.cpu[part])
+            print(f"  {part:12s} with {with_cpu:6.1f}  without {without_cpu:6.1f}"
+                  f"  difference {with_cpu - without_cpu:+6.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
