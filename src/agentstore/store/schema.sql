@@ -7,9 +7,9 @@
 -- PostgreSQL's parsers do not split Chinese or Japanese into words: a whole sentence becomes
 -- one token, and a word inside it is never found. cjk_bigrams() rewrites every run of CJK
 -- characters as its overlapping two-character pieces ("迁移失败" -> "迁移 移失 失败"), which
--- the parser then takes as words; queries get the same treatment (search_query()), with the
--- pieces of a run as a phrase, so a CJK word matches exactly where its characters stand
--- together. Other text goes through the english configuration (stemming, stop words).
+-- the parser then takes as words; queries get the same treatment (prepare_query() in
+-- domain/search.py), with the pieces of a run as a phrase, so a CJK word matches exactly where
+-- its characters stand together. Other text goes through the english configuration (stemming, stop words).
 CREATE FUNCTION cjk_bigrams(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE

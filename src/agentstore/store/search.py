@@ -13,7 +13,7 @@ from agentstore.domain.search import SearchFilter, SearchHit
 from agentstore.store.database import Database, fetch_tuples
 from agentstore.store.events import AFTER_EVENT_COLUMNS, EVENT_COLUMNS, event_from_row
 
-__all__ = ["SearchCursor", "SearchPage", "SearchRepository", "is_snapshot"]
+__all__ = ["SearchCursor", "SearchRepository", "SearchResult", "is_snapshot"]
 
 # (score, session_id, seq) of the last hit of a page: the next page goes on strictly after it.
 SearchCursor = tuple[float, str, int]
@@ -36,7 +36,7 @@ def is_snapshot(text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchPage:
+class SearchResult:
     """Hits, and the snapshot that decided which events the search could see: the next pages
     look at the same events, so that new ones do not push unread hits out of the candidates."""
 
@@ -94,7 +94,7 @@ class SearchRepository:
         after: SearchCursor | None,
         limit: int,
         snapshot: str | None = None,
-    ) -> SearchPage:
+    ) -> SearchResult:
         """The best hits for `prepared_query` (see domain.search.prepare_query) within the
         filter, strictly after the cursor, among the events `snapshot` (see is_snapshot) saw
         when given. The page's snapshot is that one, or the statement's own."""
@@ -146,4 +146,4 @@ class SearchRepository:
         ]
         if snapshot is None:
             snapshot = rows[0][statement_snapshot] if rows else ""
-        return SearchPage(hits, snapshot)
+        return SearchResult(hits, snapshot)
