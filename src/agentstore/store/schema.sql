@@ -9,7 +9,8 @@
 -- characters as its overlapping two-character pieces ("迁移失败" -> "迁移 移失 失败"), which
 -- the parser then takes as words; queries get the same treatment (prepare_query() in
 -- domain/search.py), with the pieces of a run as a phrase, so a CJK word matches exactly where
--- its characters stand together. Other text goes through the english configuration (stemming, stop words).
+-- its characters stand together. Other text goes through the english configuration (stemming,
+-- stop words).
 CREATE FUNCTION cjk_bigrams(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE
