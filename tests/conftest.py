@@ -7,6 +7,7 @@ in a temporary directory."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -89,6 +90,20 @@ def server_settings(database_url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings.model_validate(values)
+
+
+@contextlib.asynccontextmanager
+async def extra_server(
+    database_url: str, **overrides: object
+) -> AsyncIterator[session_service_pb2_grpc.SessionServiceStub]:
+    """A client of one more in-process server with these settings, stopped afterwards."""
+    running = AgentStoreServer(server_settings(database_url, **overrides))
+    await running.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as opened:
+            yield session_service_pb2_grpc.SessionServiceStub(opened)
+    finally:
+        await running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from tests.conftest import extra_server
 from tests.e2e.events_support import all_events, append, event, message, struct
 from tests.support import error_details, expect_error
 
@@ -470,23 +471,14 @@ async def test_a_large_event_of_varied_chinese_text_is_stored_and_indexed(
 async def test_a_message_over_the_size_limit_is_resource_exhausted(
     database_url: str, app_name: str
 ) -> None:
-    from agentstore.app import AgentStoreServer
-    from tests.conftest import server_settings
-
-    server = AgentStoreServer(server_settings(database_url, max_message_bytes="64KiB"))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = SessionServiceStub(channel)
-            session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
-            big = message(session.id, [event("x" * 50_000), event("y" * 50_000)])
-            error = await expect_error(append(stub, big), grpc.StatusCode.RESOURCE_EXHAUSTED)
-            details = error_details(error)
-            assert (details.reason, details.metadata["limit"]) == ("MESSAGE_TOO_LARGE", "65536")
-            # Past twice the limit gRPC itself refuses the message; still nothing is written.
-            huge = message(session.id, [event("z" * 200_000)])
-            await expect_error(append(stub, huge), grpc.StatusCode.RESOURCE_EXHAUSTED)
-            assert await all_events(stub, session.id) == []
-            assert (await append(stub, message(session.id, [event("ok")]))).appended == 1
-    finally:
-        await server.stop()
+    async with extra_server(database_url, max_message_bytes="64KiB") as stub:
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+        big = message(session.id, [event("x" * 50_000), event("y" * 50_000)])
+        error = await expect_error(append(stub, big), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        details = error_details(error)
+        assert (details.reason, details.metadata["limit"]) == ("MESSAGE_TOO_LARGE", "65536")
+        # Past twice the limit gRPC itself refuses the message; still nothing is written.
+        huge = message(session.id, [event("z" * 200_000)])
+        await expect_error(append(stub, huge), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert await all_events(stub, session.id) == []
+        assert (await append(stub, message(session.id, [event("ok")]))).appended == 1

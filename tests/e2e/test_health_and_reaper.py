@@ -14,10 +14,9 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from agentstore.app import AgentStoreServer
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from tests.conftest import server_settings
+from tests.conftest import extra_server
 
 
 @pytest.mark.parametrize("service", ["", "agentstore.v1.SessionService"])
@@ -46,16 +45,11 @@ async def expire_now(database_url: str, session_id: str, ago: timedelta) -> None
         )
 
 
-@contextlib.asynccontextmanager
-async def reaping_server(database_url: str, **settings: str) -> AsyncIterator[SessionServiceStub]:
+def reaping_server(
+    database_url: str, **settings: str
+) -> contextlib.AbstractAsyncContextManager[SessionServiceStub]:
     """A server whose reaper runs every 20 ms, with the given retention settings."""
-    server = AgentStoreServer(server_settings(database_url, reaper_interval="20ms", **settings))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield SessionServiceStub(channel)
-    finally:
-        await server.stop()
+    return extra_server(database_url, reaper_interval="20ms", **settings)
 
 
 async def stored_ids(stub: SessionServiceStub, app_name: str) -> set[str]:

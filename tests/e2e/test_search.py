@@ -12,6 +12,7 @@ import pytest
 
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from tests.conftest import extra_server
 from tests.e2e.events_support import append, event, message
 from tests.support import error_details
 
@@ -271,16 +272,8 @@ async def test_the_events_table_survives_an_injection_attempt(
 @pytest.fixture
 async def five_candidates(database_url: str) -> AsyncIterator[SessionServiceStub]:
     """A client of a server that ranks only the newest 5 matches of a search."""
-    from agentstore.app import AgentStoreServer
-    from tests.conftest import server_settings
-
-    server = AgentStoreServer(server_settings(database_url, search_candidates=5))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield SessionServiceStub(channel)
-    finally:
-        await server.stop()
+    async with extra_server(database_url, search_candidates=5) as stub:
+        yield stub
 
 
 async def eight_tickets(stub: SessionServiceStub, app_name: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from agentstore.app import AgentStoreServer
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from tests.conftest import server_settings
+from tests.conftest import extra_server, server_settings
 from tests.e2e.events_support import append, event, message
 from tests.support import error_details
 
@@ -27,11 +27,8 @@ async def replica(database_url: str) -> AsyncIterator[SessionServiceStub]:
     """A second server on the same database, with its own pool, hub and listener. It does
     not poll (in a test's time), so its followers hear of other replicas' appends only through
     NOTIFY: the tests below would fail if that were lost."""
-    second = AgentStoreServer(server_settings(database_url, live_poll_interval="1h"))
-    await second.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
-        yield SessionServiceStub(channel)
-    await second.stop()
+    async with extra_server(database_url, live_poll_interval="1h") as stub:
+        yield stub
 
 
 async def read_until(
@@ -269,28 +266,22 @@ async def test_shutdown_ends_streams_with_unavailable(database_url: str, app_nam
 async def test_a_follower_whose_buffer_overflows_reads_the_table_and_loses_nothing(
     database_url: str, app_name: str
 ) -> None:
-    server = AgentStoreServer(server_settings(database_url, follower_buffer=1))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = SessionServiceStub(channel)
-            session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
-            call = stub.StreamEvents(
-                pb.StreamEventsRequest(session_id=session.id, follow=True, types=["kept"])
-            )
-            await read_until(call, lambda got: any(r.caught_up for r in got))
-            # Many small batches while the follower reads nothing: its one-batch buffer
-            # overflows and it must fall back to the table. Most events are filtered out.
-            for n in range(200):
-                kind = "kept" if n % 20 == 19 else "noise"
-                await append(stub, message(session.id, [event(str(n), type=kind)]))
-            received = await read_until(call, count_at_least(10))
-            call.cancel()
-            assert [e.content.text for e in events_of(received)] == [
-                str(n) for n in range(200) if n % 20 == 19
-            ]
-    finally:
-        await server.stop()
+    async with extra_server(database_url, follower_buffer=1) as stub:
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name=app_name))
+        call = stub.StreamEvents(
+            pb.StreamEventsRequest(session_id=session.id, follow=True, types=["kept"])
+        )
+        await read_until(call, lambda got: any(r.caught_up for r in got))
+        # Many small batches while the follower reads nothing: its one-batch buffer
+        # overflows and it must fall back to the table. Most events are filtered out.
+        for n in range(200):
+            kind = "kept" if n % 20 == 19 else "noise"
+            await append(stub, message(session.id, [event(str(n), type=kind)]))
+        received = await read_until(call, count_at_least(10))
+        call.cancel()
+        assert [e.content.text for e in events_of(received)] == [
+            str(n) for n in range(200) if n % 20 == 19
+        ]
 
 
 async def wait_for_no_streams(server: AgentStoreServer, stub: SessionServiceStub) -> None:
