@@ -1,7 +1,7 @@
 # Build a wheel that merges the server (src/) and the generated stubs (generated/).
 FROM python:3.11-slim AS build
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY generated ./generated
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

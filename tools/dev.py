@@ -5,7 +5,7 @@
     python3 tools/dev.py test  [pytest arguments]         # lint, types, and the test suite
 
 Both create `.venv` beside this repository and install the project into it when it is missing
-or pyproject.toml changed, so either can be the first command run in a fresh clone.
+or pyproject.toml or setup.py changed, so either can be the first command run in a fresh clone.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def run(*command: str | Path) -> None:
 def ensure_environment() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script must say why on an old Python
         sys.exit(f"agentstore needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    build_files = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "setup.py").read_bytes()
+    wanted = hashlib.sha256(build_files).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():
@@ -51,8 +52,8 @@ def main(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         os.execv(BIN / "agentstore", [str(BIN / "agentstore"), "serve", *rest])
-    run(BIN / "ruff", "check", "src", "tests", "tools", "bench")
-    run(BIN / "ruff", "format", "--check", "src", "tests", "tools", "bench")
+    run(BIN / "ruff", "check", "src", "tests", "tools", "bench", "setup.py")
+    run(BIN / "ruff", "format", "--check", "src", "tests", "tools", "bench", "setup.py")
     run(BIN / "mypy")
     run(BIN / "python", "-m", "pytest", *rest)
 

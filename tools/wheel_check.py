@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The server as a user installs it: `python3 tools/wheel_check.py`.
+
+Builds the wheel (what the Dockerfile installs too), installs it into a fresh venv outside the
+source tree (no editable install, nothing of the checkout on the path), starts `agentstore
+serve` from a neutral folder on the embedded PostgreSQL, and makes calls through the installed
+package: create a session, append, read back, follow, search, then a graceful stop. Exits
+non-zero, with the server's log, when any step fails. Run by .ci/run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+SERVING_LINE = re.compile(r"agentstore serving on (\S+):(\d+)")
+
+# Runs in the fresh venv, from a neutral folder: only the installed wheel is importable.
+CALLS = r"""
+import asyncio, sys
+import agentstore, grpc
+from agentstore.v1 import event_pb2, session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+
+assert "site-packages" in agentstore.__file__, agentstore.__file__
+
+async def main(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = SessionServiceStub(channel)
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name="wheel-check"))
+        events = [event_pb2.Event(type="message", content=event_pb2.Content(role="user",
+                  text="the installed wheel answers")) for _ in range(3)]
+        appended = await stub.AppendEvents(iter([pb.AppendEventsRequest(
+            session_id=session.id, events=events)]))
+        assert appended.appended == 3, appended
+        page = await stub.ListEvents(pb.ListEventsRequest(session_id=session.id))
+        assert [e.seq for e in page.events] == [1, 2, 3], page
+        replay = [m async for m in stub.StreamEvents(
+            pb.StreamEventsRequest(session_id=session.id))]
+        assert [e.seq for m in replay for e in m.events] == [1, 2, 3], replay
+        found = await stub.Search(pb.SearchRequest(app_name="wheel-check", query="answers"))
+        assert len(found.hits) == 3, found
+    print("calls ok")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def run(*command: str | Path, cwd: Path) -> None:
+    print("+", " ".join(str(part) for part in command), flush=True)
+    subprocess.run([str(part) for part in command], cwd=cwd, check=True)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="agentstore-wheel-") as scratch:
+        work = Path(scratch)
+        # The embedded PostgreSQL runs as an unprivileged user when this runs as root.
+        work.chmod(0o755)
+        wheels, env_dir, neutral = work / "wheels", work / "venv", work / "neutral"
+        neutral.mkdir()
+        # From a copy: setuptools reuses a build/ folder left in the tree, which once hid a
+        # package missing from the wheel.
+        source = work / "source"
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+        run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, source,
+            cwd=neutral)  # fmt: skip
+        (wheel,) = wheels.glob("agentstore-*.whl")
+        venv.create(env_dir, with_pip=True)
+        bin_dir = env_dir / "bin"
+        run(bin_dir / "python", "-m", "pip", "install", "--quiet", wheel, cwd=neutral)
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTORE_")}
+        clean_env.pop("PYTHONPATH", None)
+        server = subprocess.Popen(
+            [bin_dir / "agentstore", "serve", "--listen", "127.0.0.1:0",
+             "--data-dir", work / "data"],
+            cwd=neutral, env=clean_env, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        log: list[str] = []
+        try:
+            assert server.stderr is not None
+            target = ""
+            for line in server.stderr:
+                log.append(line)
+                if match := SERVING_LINE.search(line):
+                    target = f"{match[1]}:{match[2]}"
+                    break
+            if not target:
+                raise RuntimeError("the installed server exited before serving")
+            run(bin_dir / "python", "-c", CALLS, target, cwd=neutral)
+            server.send_signal(signal.SIGTERM)
+            _, rest = server.communicate(timeout=60)
+            log.append(rest or "")
+            if server.returncode != 0:
+                raise RuntimeError(f"the installed server exited {server.returncode} on SIGTERM")
+        except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            server.kill()
+            print("".join(log), file=sys.stderr)
+            print(f"wheel check failed: {exc}", file=sys.stderr)
+            return 1
+    print("wheel check passed: the installed wheel serves from outside the source tree")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
