@@ -19,6 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import PoolTimeout
 
+from agentstore.api.decoding import add_service
 from agentstore.api.servicer import SessionServicer
 from agentstore.config import Settings
 from agentstore.domain.events import Event
@@ -35,7 +36,7 @@ from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.notifications import Listener, notify
 from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
-from agentstore.v1 import session_service_pb2, session_service_pb2_grpc
+from agentstore.v1 import session_service_pb2
 
 __all__ = ["AgentStoreServer", "StartupError", "migrate", "serve"]
 
@@ -87,8 +88,8 @@ class AgentStoreServer:
         )
         await self._database.open(settings.database_timeout.total_seconds())
         database = self._database
-        session_repository = SessionRepository(database)
-        event_repository = EventRepository(database)
+        session_repository = SessionRepository(database, settings.limits)
+        event_repository = EventRepository(database, settings.limits)
         if (foreign := await event_repository.foreign_tx_id()) is not None:
             raise StartupError(
                 f"the events table holds transaction ids from another PostgreSQL cluster (up to"
@@ -133,9 +134,10 @@ class AgentStoreServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        # The generated registration function carries no annotations.
-        session_service_pb2_grpc.add_SessionServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SessionServicer(sessions, events, search, streams), server
+        add_service(
+            server,
+            session_service_pb2.DESCRIPTOR.services_by_name["SessionService"],
+            SessionServicer(sessions, events, search, streams),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

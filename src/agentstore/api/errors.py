@@ -17,8 +17,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from agentstore.api.decoding import UNDECODABLE, undecodable_request
 from agentstore.domain.errors import (
     AlreadyExists,
+    ConcurrentWrite,
     DomainError,
     ExpectationFailed,
     InvalidArgument,
@@ -39,6 +41,7 @@ _CODES: dict[type[DomainError], int] = {
     NotFound: code_pb2.NOT_FOUND,
     AlreadyExists: code_pb2.ALREADY_EXISTS,
     ExpectationFailed: code_pb2.ABORTED,
+    ConcurrentWrite: code_pb2.ABORTED,
     LimitExceeded: code_pb2.RESOURCE_EXHAUSTED,
     StoreUnavailable: code_pb2.UNAVAILABLE,
     ServerShuttingDown: code_pb2.UNAVAILABLE,
@@ -101,6 +104,8 @@ def handle_errors(handler: HandlerT) -> HandlerT:
             self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
+                if request is UNDECODABLE:
+                    raise undecodable_request()
                 async for response in handler(self, request, context):
                     yield response
             except grpc.aio.AbortError:
@@ -115,6 +120,8 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         try:
+            if request is UNDECODABLE:
+                raise undecodable_request()
             return await cast(Callable[..., Awaitable[Any]], handler)(self, request, context)
         except grpc.aio.AbortError:
             raise

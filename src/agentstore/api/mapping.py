@@ -7,7 +7,10 @@ from typing import Any, TypeVar
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from agentstore.api.decoding import Undecodable, undecodable_request
+from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.events import Event, SessionStats
+from agentstore.domain.limits import MAX_JSON_DEPTH
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
@@ -42,12 +45,19 @@ def session_status_from_proto(value: int) -> SessionStatus | None:
     return _STATUS_FROM_PROTO.get(value)
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain JSON values; whole numbers become ints (Struct only has doubles)."""
-    return {key: _value_to_python(value) for key, value in message.fields.items()}
+def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    """A Struct as plain JSON values; whole numbers become ints (Struct only has doubles).
+    Raises `InvalidArgument` on `field` when it nests deeper than MAX_JSON_DEPTH."""
+    return _struct_to_python(message, field, 1)
 
 
-def _value_to_python(value: struct_pb2.Value) -> Any:
+def _struct_to_python(message: struct_pb2.Struct, field: str, depth: int) -> dict[str, Any]:
+    if depth > MAX_JSON_DEPTH:
+        raise _too_deep(field)
+    return {key: _value_to_python(value, field, depth) for key, value in message.fields.items()}
+
+
+def _value_to_python(value: struct_pb2.Value, field: str, depth: int) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -57,10 +67,16 @@ def _value_to_python(value: struct_pb2.Value) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
+        return _struct_to_python(value.struct_value, field, depth + 1)
     if kind == "list_value":
-        return [_value_to_python(item) for item in value.list_value.values]
+        if depth + 1 > MAX_JSON_DEPTH:
+            raise _too_deep(field)
+        return [_value_to_python(item, field, depth + 1) for item in value.list_value.values]
     return None
+
+
+def _too_deep(field: str) -> InvalidArgument:
+    return InvalidArgument.of(field, f"nests objects and lists deeper than {MAX_JSON_DEPTH} levels")
 
 
 def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
@@ -114,7 +130,21 @@ def _present(message: MessageT) -> MessageT:
     return message
 
 
-def timestamp_to_datetime(message: timestamp_pb2.Timestamp) -> datetime:
+# What a google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_TIMESTAMP_SECONDS = range(-62_135_596_800, 253_402_300_800)
+# What a google.protobuf.Duration may hold: about +-10,000 years.
+_DURATION_SECONDS = range(-315_576_000_000, 315_576_000_001)
+_NANOS = range(-999_999_999, 1_000_000_000)
+
+
+def timestamp_to_datetime(message: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """Raises `InvalidArgument` on `field` for a value outside the Timestamp's range."""
+    if message.seconds not in _TIMESTAMP_SECONDS or not 0 <= message.nanos < 1_000_000_000:
+        raise InvalidArgument.of(
+            field,
+            "must be a valid Timestamp, from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
+            "with nanos from 0 to 999,999,999",
+        )
     return message.ToDatetime(tzinfo=UTC)
 
 
@@ -137,13 +167,22 @@ def _epoch_parts(value: datetime) -> tuple[int, int]:
 def time_range_fields(request: Any) -> dict[str, datetime]:
     """`start_time` and `end_time` of a request that has them, for those that are set."""
     return {
-        name: timestamp_to_datetime(getattr(request, name))
+        name: timestamp_to_datetime(getattr(request, name), name)
         for name in ("start_time", "end_time")
         if request.HasField(name)
     }
 
 
-def duration_to_timedelta(message: duration_pb2.Duration) -> timedelta:
+def duration_to_timedelta(message: duration_pb2.Duration, field: str) -> timedelta:
+    """Raises `InvalidArgument` on `field` for a value outside the Duration's range."""
+    seconds, nanos = message.seconds, message.nanos
+    mixed_signs = (seconds > 0 and nanos < 0) or (seconds < 0 and nanos > 0)
+    if seconds not in _DURATION_SECONDS or nanos not in _NANOS or mixed_signs:
+        raise InvalidArgument.of(
+            field,
+            "must be a valid Duration: at most 315,576,000,000 seconds either way, nanos of "
+            "the same sign",
+        )
     return message.ToTimedelta()
 
 
@@ -181,7 +220,7 @@ def store_stats_to_proto(stats: StoreStats) -> session_service_pb2.StoreStats:
     )
 
 
-def _event_fields(event: event_pb2.Event) -> dict[str, Any]:
+def _event_fields(event: event_pb2.Event, position: int) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "event_id": event.event_id,
         "type": event.type,
@@ -194,20 +233,28 @@ def _event_fields(event: event_pb2.Event) -> dict[str, Any]:
     if event.HasField("content"):
         fields["content"] = {"role": event.content.role, "text": event.content.text}
     if event.HasField("data"):
-        fields["data"] = struct_to_dict(event.data)
+        fields["data"] = struct_to_dict(event.data, f"events[{position}].data")
     if event.HasField("actions"):
-        fields["actions"] = {"state_delta": struct_to_dict(event.actions.state_delta)}
+        fields["actions"] = {
+            "state_delta": struct_to_dict(
+                event.actions.state_delta, f"events[{position}].actions.state_delta"
+            )
+        }
     if event.HasField("metadata"):
-        fields["metadata"] = struct_to_dict(event.metadata)
+        fields["metadata"] = struct_to_dict(event.metadata, f"events[{position}].metadata")
     return fields
 
 
-def append_request_fields(request: session_service_pb2.AppendEventsRequest) -> dict[str, Any]:
+def append_request_fields(
+    request: session_service_pb2.AppendEventsRequest | Undecodable,
+) -> dict[str, Any]:
     """An AppendEvents message as the service takes it. Fields the server sets (seq,
     position, session_id and create_time of events) are ignored."""
+    if isinstance(request, Undecodable):
+        raise undecodable_request()
     fields: dict[str, Any] = {
         "session_id": request.session_id,
-        "events": [_event_fields(event) for event in request.events],
+        "events": [_event_fields(event, position) for position, event in enumerate(request.events)],
         "size_bytes": request.ByteSize(),
     }
     if request.HasField("expected_last_seq"):

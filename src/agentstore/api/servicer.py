@@ -69,13 +69,13 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "app_name": request.app_name,
             "user_id": request.user_id,
             "agent_id": request.agent_id,
-            "metadata": struct_to_dict(request.metadata),
-            "state": struct_to_dict(request.state),
+            "metadata": struct_to_dict(request.metadata, "metadata"),
+            "state": struct_to_dict(request.state, "state"),
         }
         if (status := _status_value(request.status)) is not None:
             fields["status"] = status
         if request.HasField("ttl"):
-            fields["ttl"] = duration_to_timedelta(request.ttl)
+            fields["ttl"] = duration_to_timedelta(request.ttl, "ttl")
         return session_to_proto(await self._sessions.create(fields))
 
     @handle_errors
@@ -126,13 +126,13 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "session_id": request.session_id,
             "fields": frozenset(paths),
             "status": _status_value(request.status),
-            "metadata": struct_to_dict(request.metadata),
-            "state_delta": struct_to_dict(request.state_delta),
+            "metadata": struct_to_dict(request.metadata, "metadata"),
+            "state_delta": struct_to_dict(request.state_delta, "state_delta"),
         }
         if request.HasField("expire_time"):
-            fields["expire_time"] = timestamp_to_datetime(request.expire_time)
+            fields["expire_time"] = timestamp_to_datetime(request.expire_time, "expire_time")
         if request.HasField("ttl"):
-            fields["ttl"] = duration_to_timedelta(request.ttl)
+            fields["ttl"] = duration_to_timedelta(request.ttl, "ttl")
         if request.HasField("expected_version"):
             fields["expected_version"] = request.expected_version
         return session_to_proto(await self._sessions.update(fields))

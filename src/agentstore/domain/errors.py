@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExists",
+    "ConcurrentWrite",
     "DomainError",
     "ExpectationFailed",
     "FieldViolation",
@@ -15,6 +16,8 @@ __all__ = [
     "NotFound",
     "ServerShuttingDown",
     "StoreUnavailable",
+    "session_already_exists",
+    "session_not_found",
 ]
 
 
@@ -73,6 +76,12 @@ class ExpectationFailed(DomainError):
     default_reason = "EXPECTATION_FAILED"
 
 
+class ConcurrentWrite(DomainError):
+    """The write collided with a concurrent one and was not made; the client may retry it."""
+
+    default_reason = "CONCURRENT_WRITE"
+
+
 class LimitExceeded(DomainError):
     """A configured limit was hit; `violations` names the field that is too large."""
 
@@ -97,3 +106,20 @@ class ServerShuttingDown(DomainError):
     """The server is stopping: the client should reconnect, to this or another replica."""
 
     default_reason = "SERVER_SHUTTING_DOWN"
+
+
+def session_not_found(session_id: str) -> NotFound:
+    """What every call on a missing, soft-deleted or expired session raises."""
+    return NotFound(
+        f"session {session_id!r} not found",
+        reason="SESSION_NOT_FOUND",
+        metadata={"session_id": session_id},
+    )
+
+
+def session_already_exists(session_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"session {session_id!r} already exists",
+        reason="SESSION_ALREADY_EXISTS",
+        metadata={"session_id": session_id},
+    )

@@ -12,7 +12,6 @@ from pydantic import (
     Field,
     PlainValidator,
     StringConstraints,
-    ValidationInfo,
 )
 
 from agentstore.domain.sessions import (
@@ -60,13 +59,13 @@ class JsonDocument:
     encoded: str
 
 
-def _to_document(value: Any, info: ValidationInfo) -> JsonDocument:
+def _to_document(value: Any) -> JsonDocument:
     if isinstance(value, JsonDocument):
         return value
-    return JsonDocument(value, encode_json_object(value, info))
+    return JsonDocument(value, encode_json_object(value))
 
 
-# A JSON object under the metadata size limit (state_delta: the state limit).
+# A JSON object of an event; the event's size limit bounds it.
 Document = Annotated[JsonDocument, PlainValidator(_to_document)]
 
 

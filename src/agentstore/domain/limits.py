@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Limits"]
+__all__ = ["MAX_JSON_DEPTH", "Limits"]
 
 KIB = 1024
 MIB = 1024 * KIB
+# How deep objects and lists may nest in state, metadata, data and state deltas. Not a setting:
+# protobuf decoders refuse messages nested past 100 levels, and each JSON level takes up to
+# three (Struct, map entry, Value); at 30, an event inside a SearchResponse still decodes.
+MAX_JSON_DEPTH = 30
 
 
 class Limits(BaseModel):

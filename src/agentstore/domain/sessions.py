@@ -14,6 +14,7 @@ from agentstore.domain.ids import SAFE_ID_PATTERN
 from agentstore.domain.limits import Limits
 
 __all__ = [
+    "MAX_TTL",
     "Identifier",
     "JsonObject",
     "NewSession",
@@ -63,9 +64,9 @@ def _check_required_identifier(value: str, info: ValidationInfo) -> str:
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encode_json_object(value: Any, info: ValidationInfo) -> str:
-    """`value` as compact JSON, checked: an object, NUL-free, finite numbers, within the
-    size limit of its field (state or metadata)."""
+def encode_json_object(value: Any) -> str:
+    """`value` as compact JSON, checked: an object, NUL-free, finite numbers. Its size is
+    measured by the store (document_bytes() in schema.sql), the one measure of the limits."""
     if not isinstance(value, dict):
         raise ValueError("must be an object")
     try:
@@ -76,17 +77,24 @@ def encode_json_object(value: Any, info: ValidationInfo) -> str:
         raise ValueError(f"must hold only JSON values: {exc}") from None
     if "\\u0000" in encoded:
         raise ValueError("must not contain the NUL character (U+0000)")
-    limits = limits_of(info)
-    is_state = info.field_name in {"state", "state_delta"}
-    max_bytes = limits.max_state_bytes if is_state else limits.max_metadata_bytes
-    # UTF-8 takes at most 4 bytes a character: only long documents need encoding to measure.
-    if len(encoded) * 4 > max_bytes and len(encoded.encode()) > max_bytes:
-        raise ValueError(f"must be at most {max_bytes} bytes as JSON")
     return encoded
 
 
-def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    encode_json_object(value, info)
+def _check_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    encode_json_object(value)
+    return value
+
+
+# The longest ttl: an expiry must stay within what a protobuf Timestamp (and a client) can
+# represent, up to 9999-12-31; a thousand years keeps it there for millennia to come.
+MAX_TTL = timedelta(days=365_000)
+
+
+def _check_ttl(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be positive")
+    if value > MAX_TTL:
+        raise ValueError(f"must be at most {MAX_TTL.days} days")
     return value
 
 
@@ -94,6 +102,7 @@ def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str,
 OptionalIdentifier = Annotated[str, AfterValidator(_check_identifier)]
 Identifier = Annotated[str, AfterValidator(_check_required_identifier)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
+Ttl = Annotated[timedelta, AfterValidator(_check_ttl)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +139,7 @@ class NewSession(_Input):
     status: SessionStatus = SessionStatus.ACTIVE
     metadata: JsonObject = Field(default_factory=dict)
     state: JsonObject = Field(default_factory=dict)
-    ttl: timedelta | None = None
+    ttl: Ttl | None = None
 
 
 class SessionPatch(_Input):
@@ -145,7 +154,7 @@ class SessionPatch(_Input):
     metadata: JsonObject = Field(default_factory=dict)
     state_delta: JsonObject = Field(default_factory=dict)
     expire_time: datetime | None = None
-    ttl: timedelta | None = None
+    ttl: Ttl | None = None
     expected_version: int | None = None
 
 

@@ -16,7 +16,13 @@ from agentstore.domain.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.events import AppendMessage, Event, EventFilter, SessionStats
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
-from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.paging import (
+    MAX_INT64,
+    PageSize,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
 from agentstore.service.validation import field_path, validate, validate_identifier
 from agentstore.store.events import EventRepository
 
@@ -92,9 +98,7 @@ class EventService:
                 batch, stopped = await _next_batch(queue)
                 await budget.release(sum(item.size_bytes for item in batch))
                 if batch:
-                    result = await self._repository.append(
-                        [item.message for item in batch], self._limits.max_state_bytes
-                    )
+                    result = await self._repository.append([item.message for item in batch])
                     for outcome in result.outcomes:
                         totals.appended += outcome.appended
                         totals.duplicates += outcome.duplicates
@@ -176,7 +180,9 @@ class EventService:
         position = decode_page_token(page_token, filters)
         after = None
         if position is not None:
-            if len(position) != 1 or not isinstance(position[0], int):
+            if len(position) != 1 or type(position[0]) is not int:
+                raise InvalidArgument.of("page_token", "is malformed")
+            if not 0 <= position[0] <= MAX_INT64:
                 raise InvalidArgument.of("page_token", "is malformed")
             after = position[0]
         events = await self._repository.list_events(event_filter, after=after, limit=limit + 1)

@@ -11,7 +11,10 @@ from typing import Any
 
 from agentstore.domain.errors import InvalidArgument
 
-__all__ = ["PageSize", "decode_page_token", "encode_page_token", "page_size"]
+__all__ = ["MAX_INT64", "PageSize", "decode_page_token", "encode_page_token", "page_size"]
+
+# The largest seq, position or transaction id a token may carry: PostgreSQL's bigint.
+MAX_INT64 = 2**63 - 1
 
 
 class PageSize:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -9,7 +10,13 @@ from typing import Any
 from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.limits import Limits
 from agentstore.domain.search import CJK_RUN, SearchFilter, SearchHit, prepare_query, query_terms
-from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.paging import (
+    MAX_INT64,
+    PageSize,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
 from agentstore.service.validation import validate
 from agentstore.store.search import SearchCursor, SearchRepository, is_snapshot
 
@@ -60,8 +67,10 @@ def _continuation(position: list[Any] | None) -> tuple[SearchCursor | None, str 
         return None, None
     try:
         after = (float(position[0]), str(position[1]), int(position[2]))
-    except (ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:
         raise InvalidArgument.of("page_token", "is malformed") from exc
+    if not (math.isfinite(after[0]) and 0 <= after[2] <= MAX_INT64):
+        raise InvalidArgument.of("page_token", "is malformed")
     if len(position) == 3:
         return after, None
     snapshot = position[3] if len(position) == 4 else None

@@ -43,8 +43,6 @@ class SessionService:
         """Create a session from CreateSession's fields; raises `InvalidArgument` and
         `AlreadyExists`."""
         new = validate(NewSession, request, self._limits)
-        if new.ttl is not None and new.ttl <= timedelta(0):
-            raise InvalidArgument.of("ttl", "must be positive")
         return await self._repository.insert(
             session_id=new.session_id or new_uuid7(),
             app_name=new.app_name,
@@ -105,9 +103,7 @@ class SessionService:
             raise InvalidArgument.of("ttl", "cannot be combined with expire_time")
         if patch.expire_time is not None and patch.expire_time <= datetime.now(UTC):
             raise InvalidArgument.of("expire_time", "must be in the future")
-        if patch.ttl is not None and patch.ttl <= timedelta(0):
-            raise InvalidArgument.of("ttl", "must be positive")
-        return await self._repository.update(patch, max_state_bytes=self._limits.max_state_bytes)
+        return await self._repository.update(patch)
 
     async def delete(self, session_id: str, *, purge: bool) -> Session | None:
         """Soft-delete (returning the deleted session) or purge (returning None)."""

@@ -23,6 +23,7 @@ from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope,
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
 from agentstore.live.hub import Batch, Hub, Subscription
+from agentstore.service.paging import MAX_INT64
 from agentstore.service.validation import validate
 from agentstore.store.events import EventRepository
 from agentstore.store.sessions import SessionRepository
@@ -75,7 +76,7 @@ def _feed_position(token: str) -> FeedPosition:
         result = (int(tx_id), int(position))
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidArgument.of("resume_token", "is not a token this service issued") from exc
-    if result[0] < 0 or result[1] < 0:
+    if not (0 <= result[0] <= MAX_INT64 and 0 <= result[1] <= MAX_INT64):
         raise InvalidArgument.of("resume_token", "is not a token this service issued")
     return result
 

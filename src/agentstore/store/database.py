@@ -18,10 +18,15 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from agentstore.domain.errors import StoreUnavailable
 from agentstore.domain.events import JsonDocument
+from agentstore.store.errors import translate
+from agentstore.store.queries import query
 
 __all__ = ["Connection", "Database", "fetch_tuples"]
 
 log = logging.getLogger(__name__)
+
+CONFIGURE = query("connection", "configure")
+PING = query("connection", "ping")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -50,9 +55,7 @@ async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
     # time of the json module (replay of 100,000 events: about 45,000 -> 55,000 events/s).
     # Numbers past 64 bits come back as floats, which is what a protobuf Struct holds anyway.
     set_json_loads(orjson.loads, connection)
-    # Sessions and events compare times with now(): keep every connection in UTC so that
-    # timestamps come back timezone-aware and identical whatever the server's TimeZone is.
-    await connection.execute("SET TIME ZONE 'UTC'")
+    await connection.execute(CONFIGURE)
     await connection.commit()
 
 
@@ -90,26 +93,31 @@ class Database:
         """True when the database answers a trivial query."""
         try:
             async with self.connection() as connection:
-                await connection.execute("SELECT 1")
+                await connection.execute(PING)
         except StoreUnavailable:
             return False
         return True
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection in autocommit mode: each statement commits on its own."""
+    async def connection(self, *, session_id: str = "") -> AsyncIterator[Connection]:
+        """A pooled connection in autocommit mode: each statement commits on its own. Database
+        errors in the block come out translated (store.errors), about `session_id` if given."""
         try:
             async with self._pool.connection() as connection:
                 yield connection
-        except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
-            log.warning("database unavailable", extra={"error": str(exc)})
-            raise StoreUnavailable("the database is unavailable; retry later") from exc
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+            translated = translate(exc, session_id=session_id)
+            if translated is exc:
+                raise
+            if isinstance(translated, StoreUnavailable):
+                log.warning("database unavailable", extra={"error": str(exc)})
+            raise translated from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self, *, session_id: str = "") -> AsyncIterator[Connection]:
         """A pooled connection inside a transaction, committed when the block exits normally
         and rolled back when it raises."""
-        async with self.connection() as connection, connection.transaction():
+        async with self.connection(session_id=session_id) as connection, connection.transaction():
             yield connection
 
 

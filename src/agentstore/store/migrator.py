@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psycopg
 
+from agentstore.store.queries import query
+
 __all__ = ["Migration", "MigrationError", "apply_migrations", "load_migrations"]
 
 log = logging.getLogger(__name__)
@@ -20,19 +22,11 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x6167656E7473746F
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
-CREATE_LEDGER = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    integer     NOT NULL,
-    name       text        NOT NULL,
-    checksum   text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-)
-"""
-SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
-LOCK = "SELECT pg_advisory_lock(%s)"
-UNLOCK = "SELECT pg_advisory_unlock(%s)"
+CREATE_LEDGER = query("migrations", "create_ledger")
+SELECT_APPLIED = query("migrations", "select_applied")
+INSERT_APPLIED = query("migrations", "insert_applied")
+LOCK = query("migrations", "lock")
+UNLOCK = query("migrations", "unlock")
 
 
 class MigrationError(RuntimeError):

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import LiteralString
 
 import psycopg
 
 from agentstore.store.database import Database
+from agentstore.store.queries import query
 
 __all__ = ["CHANNEL", "Listener", "notify"]
 
@@ -19,10 +19,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "agentstore_events"
 APPLICATION_NAME = "agentstore-listener"
-NOTIFY: LiteralString = (
-    "SELECT pg_notify(%(channel)s, doorbell) FROM unnest(%(doorbells)s::text[]) AS doorbell"
-)
-LISTEN: LiteralString = "LISTEN agentstore_events"
+NOTIFY = query("notifications", "notify")
+LISTEN = query("notifications", "listen")
 
 
 async def notify(database: Database, doorbells: list[tuple[str, str]]) -> None:

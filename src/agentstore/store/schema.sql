@@ -70,8 +70,8 @@ $$;
 
 -- sessions: one row per session. last_seq and version live here so that an append can lock
 -- this one row (SELECT ... FOR UPDATE) to serialize writers of one session, and nobody else.
--- event_count and the per-session event counters (events_by_*, text_chars, first and last
--- event time) are kept here by every append, so listing and stats never count events.
+-- The per-session event counters (events_by_*, text_chars, first and last event time) are
+-- kept here by every append, so listing and stats never count events.
 CREATE TABLE sessions (
     id          text        NOT NULL,
     app_name    text        NOT NULL,
@@ -82,7 +82,6 @@ CREATE TABLE sessions (
     state       jsonb       NOT NULL DEFAULT '{}'::jsonb,
     version     bigint      NOT NULL DEFAULT 1,
     last_seq    bigint      NOT NULL DEFAULT 0,
-    event_count bigint      NOT NULL DEFAULT 0,
     create_time timestamptz NOT NULL DEFAULT now(),
     update_time timestamptz NOT NULL DEFAULT now(),
     expire_time timestamptz,
@@ -146,16 +145,73 @@ CREATE INDEX events_app_user_feed_idx ON events (app_name, user_id, tx_id, posit
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
 
--- The sum of two {"key": count} objects, for the counters above. Appends of this version
--- write the same expression out (see store/events.py); kept for earlier replicas during a
--- rolling upgrade.
-CREATE FUNCTION add_counts(total jsonb, more jsonb) RETURNS jsonb
+-- A live session is neither soft-deleted nor expired; everything else reads as not found.
+CREATE FUNCTION session_is_live(delete_time timestamptz, expire_time timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT delete_time IS NULL AND (expire_time IS NULL OR expire_time > now())
+$$;
+
+-- How many events a session holds: every event ever appended (none is ever removed).
+CREATE FUNCTION session_event_count(last_seq bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT COALESCE(jsonb_object_agg(key, n), '{}'::jsonb)
-    FROM (
-        SELECT key, sum(value::bigint) AS n
-        FROM (SELECT * FROM jsonb_each_text(total) UNION ALL SELECT * FROM jsonb_each_text(more))
-            AS counts
-        GROUP BY key
-    ) AS sums
+    SELECT last_seq
+$$;
+
+-- The size of a session's state or metadata: the bytes of its JSON text as PostgreSQL writes
+-- jsonb (a space after each ':' and ','). The one measure of the state and metadata limits,
+-- at CreateSession, UpdateSession and AppendEvents alike (proto/agentstore/v1/session.proto).
+CREATE FUNCTION document_bytes(document jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT octet_length(document::text)
+$$;
+
+-- `document` when it is within `max_bytes`; otherwise error AS001 naming the request field
+-- (`field`) in its COLUMN, which the store reports as INVALID_ARGUMENT on that field.
+CREATE FUNCTION within_limit(document jsonb, max_bytes integer, field text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    size integer := document_bytes(document);
+BEGIN
+    IF size > max_bytes THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'AS001',
+            COLUMN = field,
+            MESSAGE = format('would be %s bytes as JSON; the limit is %s', size, max_bytes);
+    END IF;
+    RETURN document;
+END
+$$;
+
+-- The state merge: each key of `delta` is set to its value; a key whose value is null is
+-- removed. PL/pgSQL so that its plan is made once per connection, not once per statement.
+CREATE FUNCTION merge_state(state jsonb, delta jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN (state || COALESCE(
+               (SELECT jsonb_object_agg(key, value) FROM jsonb_each(delta)
+                WHERE value <> 'null'::jsonb),
+               '{}'::jsonb))
+           - ARRAY(SELECT key FROM jsonb_each(delta) WHERE value = 'null'::jsonb);
+END
+$$;
+
+-- The sum of two {"key": count} objects, for the per-session counters. PL/pgSQL for the same
+-- reason as merge_state: as a SQL function its body was planned again in every append.
+CREATE OR REPLACE FUNCTION add_counts(total jsonb, more jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF more IS NULL THEN
+        RETURN total;
+    END IF;
+    RETURN (
+        SELECT COALESCE(jsonb_object_agg(key, n), '{}'::jsonb)
+        FROM (
+            SELECT key, sum(value::bigint) AS n
+            FROM (SELECT * FROM jsonb_each_text(total)
+                  UNION ALL SELECT * FROM jsonb_each_text(more)) AS counts
+            GROUP BY key
+        ) AS sums
+    );
+END
 $$;

@@ -1,15 +1,18 @@
-"""SessionRepository: every SQL statement about the sessions table, and nothing else."""
+"""SessionRepository: every statement about the sessions table (queries/sessions.sql)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
-import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from agentstore.domain.errors import AlreadyExists, ExpectationFailed, InvalidArgument, NotFound
+from agentstore.domain.errors import (
+    AlreadyExists,
+    ExpectationFailed,
+    session_not_found,
+)
+from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import (
     Session,
     SessionFilter,
@@ -18,115 +21,26 @@ from agentstore.domain.sessions import (
     StoreStats,
 )
 from agentstore.store.database import Connection, Database
+from agentstore.store.queries import query
 
-__all__ = ["LIVE", "SessionCursor", "SessionRepository", "session_not_found"]
+__all__ = ["SessionCursor", "SessionRepository"]
 
 # (create_time, id) of the last session of a page: ListSessions goes on strictly after it.
 SessionCursor = tuple[datetime, str]
 
-COLUMNS: LiteralString = """
-    id, app_name, user_id, agent_id, status, metadata, state, version, last_seq, event_count,
-    create_time, update_time, expire_time, delete_time
-"""
-BASIC_COLUMNS: LiteralString = """
-    id, app_name, user_id, agent_id, status, metadata, '{}'::jsonb AS state, version, last_seq,
-    event_count, create_time, update_time, expire_time, delete_time
-"""
-# A live session is neither soft-deleted nor expired; everything else reads as not found.
-LIVE: LiteralString = "delete_time IS NULL AND (expire_time IS NULL OR expire_time > now())"
-
-INSERT_SESSION: LiteralString = f"""
-INSERT INTO sessions (id, app_name, user_id, agent_id, status, metadata, state, expire_time)
-VALUES (%(id)s, %(app_name)s, %(user_id)s, %(agent_id)s, %(status)s, %(metadata)s, %(state)s,
-        now() + %(ttl)s::interval)
-RETURNING {COLUMNS}
-"""
-SELECT_LIVE_SESSION: LiteralString = f"SELECT {COLUMNS} FROM sessions WHERE id = %(id)s AND {LIVE}"
-SELECT_LIVE_SESSION_BASIC: LiteralString = (
-    f"SELECT {BASIC_COLUMNS} FROM sessions WHERE id = %(id)s AND {LIVE}"
-)
-SELECT_SESSION_STANDING: LiteralString = (
-    f"SELECT version, ({LIVE}) AS live FROM sessions WHERE id = %(id)s"
-)
-# The state merge: keys with a value are set (||), keys whose value is null are removed (-).
-UPDATE_SESSION: LiteralString = f"""
-UPDATE sessions SET
-    status = CASE WHEN %(set_status)s THEN %(status)s ELSE status END,
-    metadata = CASE WHEN %(set_metadata)s THEN %(metadata)s ELSE metadata END,
-    state = (state || %(state_set)s) - %(state_remove)s::text[],
-    expire_time = CASE
-        WHEN %(set_expiry)s THEN COALESCE(%(expire_time)s, now() + %(ttl)s::interval)
-        ELSE expire_time END,
-    version = version + 1,
-    update_time = now()
-WHERE id = %(id)s AND {LIVE}
-  AND (%(expected_version)s::bigint IS NULL OR version = %(expected_version)s::bigint)
-RETURNING {COLUMNS}, octet_length(state::text) AS state_bytes
-"""
-SOFT_DELETE_SESSION: LiteralString = f"""
-UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
-WHERE id = %(id)s AND {LIVE}
-RETURNING {COLUMNS}
-"""
-PURGE_SESSION: LiteralString = "DELETE FROM sessions WHERE id = %(id)s"
-# Undelete also lifts an expiry that has passed: otherwise the session would stay invisible.
-UNDELETE_SESSION: LiteralString = f"""
-UPDATE sessions SET
-    delete_time = NULL,
-    expire_time = CASE WHEN expire_time <= now() THEN NULL ELSE expire_time END,
-    update_time = now(),
-    version = version + 1
-WHERE id = %(id)s AND NOT ({LIVE})
-RETURNING {COLUMNS}
-"""
-SOFT_DELETE_SESSIONS: LiteralString = f"""
-UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
-WHERE app_name = %(app_name)s AND {LIVE}
-"""
-SOFT_DELETE_USER_SESSIONS: LiteralString = f"""
-UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
-WHERE app_name = %(app_name)s AND user_id = %(user_id)s AND {LIVE}
-"""
-PURGE_SESSIONS: LiteralString = "DELETE FROM sessions WHERE app_name = %(app_name)s"
-PURGE_USER_SESSIONS: LiteralString = (
-    "DELETE FROM sessions WHERE app_name = %(app_name)s AND user_id = %(user_id)s"
-)
-STORE_STATS: LiteralString = f"""
-WITH scoped AS (
-    SELECT * FROM sessions WHERE %(app_name)s = '' OR app_name = %(app_name)s
-), by_status AS (
-    SELECT status, count(*) AS n FROM scoped WHERE {LIVE} GROUP BY status
-)
-SELECT (SELECT count(*) FROM scoped) AS total_sessions,
-       (SELECT count(*) FROM scoped WHERE {LIVE}) AS active_sessions,
-       (SELECT count(*) FROM scoped WHERE delete_time IS NOT NULL) AS deleted_sessions,
-       (SELECT count(*) FROM scoped WHERE delete_time IS NULL AND expire_time <= now())
-           AS expired_sessions,
-       (SELECT COALESCE(sum(event_count), 0)::bigint FROM scoped) AS total_events,
-       (SELECT COALESCE(jsonb_object_agg(status, n), '{{}}'::jsonb) FROM by_status)
-           AS active_sessions_by_status
-"""
-# The reaper: one batch at a time, skipping rows another replica is already deleting.
-PURGE_EXPIRED: LiteralString = """
-WITH doomed AS (
-    SELECT id FROM sessions
-    WHERE expire_time < now() - %(grace)s::interval
-    ORDER BY expire_time
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM sessions USING doomed WHERE sessions.id = doomed.id
-"""
-PURGE_DELETED: LiteralString = """
-WITH doomed AS (
-    SELECT id FROM sessions
-    WHERE delete_time < now() - %(retention)s::interval
-    ORDER BY delete_time
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM sessions USING doomed WHERE sessions.id = doomed.id
-"""
+INSERT_SESSION = query("sessions", "insert_session")
+SELECT_SESSION = query("sessions", "select_session")
+SELECT_SESSION_STANDING = query("sessions", "select_session_standing")
+LIST_SESSIONS = query("sessions", "list_sessions")
+UPDATE_SESSION = query("sessions", "update_session")
+SOFT_DELETE_SESSION = query("sessions", "soft_delete_session")
+PURGE_SESSION = query("sessions", "purge_session")
+UNDELETE_SESSION = query("sessions", "undelete_session")
+SOFT_DELETE_SESSIONS = query("sessions", "soft_delete_sessions")
+PURGE_SESSIONS = query("sessions", "purge_sessions")
+STORE_STATS = query("sessions", "store_stats")
+PURGE_EXPIRED = query("sessions", "purge_expired")
+PURGE_DELETED = query("sessions", "purge_deleted")
 
 
 def session_from_row(row: dict[str, Any]) -> Session:
@@ -148,20 +62,14 @@ def session_from_row(row: dict[str, Any]) -> Session:
     )
 
 
-def session_not_found(session_id: str) -> NotFound:
-    return NotFound(
-        f"session {session_id!r} not found",
-        reason="SESSION_NOT_FOUND",
-        metadata={"session_id": session_id},
-    )
-
-
 class SessionRepository:
     """Reads and writes sessions. Methods raise `NotFound` for sessions that are missing,
-    soft-deleted or expired, and `StoreUnavailable` when the database cannot be reached."""
+    soft-deleted or expired, `InvalidArgument` for a state or metadata over its limit, and
+    `StoreUnavailable` when the database cannot be reached."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, limits: Limits) -> None:
         self._database = database
+        self._limits = limits
 
     async def insert(
         self,
@@ -175,6 +83,7 @@ class SessionRepository:
         state: dict[str, Any],
         ttl: timedelta | None,
     ) -> Session:
+        """Raises `AlreadyExists` when the id is taken."""
         params = {
             "id": session_id,
             "app_name": app_name,
@@ -184,25 +93,18 @@ class SessionRepository:
             "metadata": Jsonb(metadata),
             "state": Jsonb(state),
             "ttl": ttl,
+            "max_state_bytes": self._limits.max_state_bytes,
+            "max_metadata_bytes": self._limits.max_metadata_bytes,
         }
-        try:
-            async with self._database.connection() as connection:
-                row = await _fetch_one(connection, INSERT_SESSION, params)
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == "sessions_pkey":
-                raise AlreadyExists(
-                    f"session {session_id!r} already exists",
-                    reason="SESSION_ALREADY_EXISTS",
-                    metadata={"session_id": session_id},
-                ) from exc
-            raise
-        assert row is not None
+        async with self._database.connection(session_id=session_id) as connection:
+            row = await _fetch_one(connection, INSERT_SESSION, params)
+        assert row is not None  # an INSERT without conflict returns its row
         return session_from_row(row)
 
     async def get(self, session_id: str, *, with_state: bool = True) -> Session:
-        query = SELECT_LIVE_SESSION if with_state else SELECT_LIVE_SESSION_BASIC
+        params = {"id": session_id, "with_state": with_state}
         async with self._database.connection() as connection:
-            row = await _fetch_one(connection, query, {"id": session_id})
+            row = await _fetch_one(connection, SELECT_SESSION, params)
         if row is None:
             raise session_not_found(session_id)
         return session_from_row(row)
@@ -217,40 +119,26 @@ class SessionRepository:
     ) -> list[Session]:
         """Sessions matching the filter, newest first by (create_time, id), strictly after the
         cursor."""
-        conditions: list[sql.Composable] = []
-        params: dict[str, Any] = {"limit": limit}
-        if session_filter.app_name:
-            conditions.append(sql.SQL("app_name = %(app_name)s"))
-            params["app_name"] = session_filter.app_name
-        if session_filter.user_id:
-            conditions.append(sql.SQL("user_id = %(user_id)s"))
-            params["user_id"] = session_filter.user_id
-        if session_filter.agent_id:
-            conditions.append(sql.SQL("agent_id = %(agent_id)s"))
-            params["agent_id"] = session_filter.agent_id
-        if session_filter.status is not None:
-            conditions.append(sql.SQL("status = %(status)s"))
-            params["status"] = session_filter.status.value
-        if not session_filter.show_deleted:
-            conditions.append(sql.SQL(LIVE))
-        if after is not None:
-            conditions.append(sql.SQL("(create_time, id) < (%(after_time)s, %(after_id)s)"))
-            params["after_time"], params["after_id"] = after
-        where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-        query = sql.SQL(
-            "SELECT {columns} FROM sessions WHERE {where} "
-            "ORDER BY create_time DESC, id DESC LIMIT %(limit)s"
-        ).format(columns=sql.SQL(COLUMNS if with_state else BASIC_COLUMNS), where=where)
+        params = {
+            "app_name": session_filter.app_name,
+            "user_id": session_filter.user_id,
+            "agent_id": session_filter.agent_id,
+            "status": session_filter.status.value if session_filter.status else None,
+            "show_deleted": session_filter.show_deleted,
+            "after_time": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+            "with_state": with_state,
+        }
         async with self._database.connection() as connection:
-            cursor = await connection.execute(query, params)
+            # Unprepared: see list_sessions in queries/sessions.sql.
+            cursor = await connection.execute(LIST_SESSIONS, params, prepare=False)
             rows = await cursor.fetchall()
         return [session_from_row(row) for row in rows]
 
-    async def update(self, patch: SessionPatch, *, max_state_bytes: int) -> Session:
+    async def update(self, patch: SessionPatch) -> Session:
         """Apply the patch in one statement. Raises `ExpectationFailed` on a version mismatch
-        and `InvalidArgument` when the merged state would exceed `max_state_bytes`."""
-        state_set = {k: v for k, v in patch.state_delta.items() if v is not None}
-        state_remove = [k for k, v in patch.state_delta.items() if v is None]
+        and `InvalidArgument` when the merged state or the metadata would pass its limit."""
         fields = patch.fields
         params = {
             "id": patch.session_id,
@@ -258,33 +146,31 @@ class SessionRepository:
             "status": patch.status.value if patch.status else None,
             "set_metadata": "metadata" in fields,
             "metadata": Jsonb(patch.metadata),
-            "state_set": Jsonb(state_set if "state_delta" in fields else {}),
-            "state_remove": state_remove if "state_delta" in fields else [],
+            "set_state": "state_delta" in fields,
+            "state_delta": Jsonb(patch.state_delta),
             "set_expiry": bool(fields & {"expire_time", "ttl"}),
             "expire_time": patch.expire_time,
             "ttl": patch.ttl,
             "expected_version": patch.expected_version,
+            "max_state_bytes": self._limits.max_state_bytes,
+            "max_metadata_bytes": self._limits.max_metadata_bytes,
         }
-        async with self._database.transaction() as connection:
+        async with self._database.transaction(session_id=patch.session_id) as connection:
             row = await _fetch_one(connection, UPDATE_SESSION, params)
             if row is None:
                 standing = await _fetch_one(
                     connection, SELECT_SESSION_STANDING, {"id": patch.session_id}
                 )
-                if standing is None or not standing["live"]:
-                    raise session_not_found(patch.session_id)
-                raise ExpectationFailed(
-                    f"session {patch.session_id!r} is at version {standing['version']}, "
-                    f"not {patch.expected_version}",
-                    reason="VERSION_MISMATCH",
-                    metadata={"current_version": str(standing["version"])},
-                )
-            if row["state_bytes"] > max_state_bytes:
-                # Raising inside the block rolls the update back.
-                raise InvalidArgument.of(
-                    "state_delta", f"the merged state would exceed {max_state_bytes} bytes"
-                )
-        return session_from_row(row)
+        if row is not None:
+            return session_from_row(row)
+        if standing is None or not standing["live"]:
+            raise session_not_found(patch.session_id)
+        raise ExpectationFailed(
+            f"session {patch.session_id!r} is at version {standing['version']}, "
+            f"not {patch.expected_version}",
+            reason="VERSION_MISMATCH",
+            metadata={"current_version": str(standing["version"])},
+        )
 
     async def soft_delete(self, session_id: str) -> Session:
         async with self._database.connection() as connection:
@@ -297,8 +183,8 @@ class SessionRepository:
         """Remove the session, live or not, and (by cascade) all its events."""
         async with self._database.connection() as connection:
             cursor = await connection.execute(PURGE_SESSION, {"id": session_id})
-            if cursor.rowcount == 0:
-                raise session_not_found(session_id)
+        if cursor.rowcount == 0:
+            raise session_not_found(session_id)
 
     async def undelete(self, session_id: str) -> Session:
         async with self._database.connection() as connection:
@@ -315,18 +201,16 @@ class SessionRepository:
         )
 
     async def delete_many(self, app_name: str, user_id: str, *, purge: bool) -> int:
-        if purge:
-            query = PURGE_USER_SESSIONS if user_id else PURGE_SESSIONS
-        else:
-            query = SOFT_DELETE_USER_SESSIONS if user_id else SOFT_DELETE_SESSIONS
+        """Soft-delete (or purge) the sessions of an app, or of one of its users."""
+        statement = PURGE_SESSIONS if purge else SOFT_DELETE_SESSIONS
         async with self._database.connection() as connection:
-            cursor = await connection.execute(query, {"app_name": app_name, "user_id": user_id})
-            return cursor.rowcount
+            cursor = await connection.execute(statement, {"app_name": app_name, "user_id": user_id})
+        return cursor.rowcount
 
     async def store_stats(self, app_name: str) -> StoreStats:
         async with self._database.connection() as connection:
             row = await _fetch_one(connection, STORE_STATS, {"app_name": app_name})
-        assert row is not None
+        assert row is not None  # an aggregate always has its row
         return StoreStats(
             total_sessions=row["total_sessions"],
             active_sessions=row["active_sessions"],
@@ -340,18 +224,18 @@ class SessionRepository:
         """Purge up to `batch` sessions that expired more than `grace` ago."""
         async with self._database.connection() as connection:
             cursor = await connection.execute(PURGE_EXPIRED, {"grace": grace, "batch": batch})
-            return cursor.rowcount
+        return cursor.rowcount
 
     async def purge_deleted(self, retention: timedelta, batch: int) -> int:
         """Purge up to `batch` sessions soft-deleted more than `retention` ago."""
         async with self._database.connection() as connection:
             params = {"retention": retention, "batch": batch}
             cursor = await connection.execute(PURGE_DELETED, params)
-            return cursor.rowcount
+        return cursor.rowcount
 
 
 async def _fetch_one(
-    connection: Connection, query: LiteralString, params: dict[str, Any]
+    connection: Connection, statement: LiteralString, params: dict[str, Any]
 ) -> dict[str, Any] | None:
-    cursor = await connection.execute(query, params)
+    cursor = await connection.execute(statement, params)
     return await cursor.fetchone()

@@ -1,0 +1,211 @@
+-- Statements about the event log. Shared rules are SQL functions of schema.sql:
+-- session_is_live(), session_event_count(), within_limit(), merge_state(), add_counts().
+
+-- name: append_events
+-- A whole batch of append messages in one statement: one round trip and one transaction (the
+-- pool runs in autocommit). Its input is two JSON arrays of objects, made by the repository
+-- from the encodings validation made:
+--   messages: {message, session_id, expected_last_seq (or null), event_total}
+--   events:   {message, number (the event's place in the batch), event_id, type, author,
+--              invocation_id, agent_id, branch, content_role (null without content),
+--              content_text, data, actions, metadata}
+-- It returns one row per message up to and including the first that cannot be written,
+-- which carries the failure; every message before it is written, it and those after are not.
+--
+-- - The sessions' rows are locked FOR UPDATE in id order, so two appends never wait on each
+--   other in a cycle. The lock makes seq gapless and in commit order per session and costs
+--   nothing across sessions; `locked` holds the rows as of the lock (the latest versions).
+-- - An event is new unless its session holds its id already or an earlier event of the
+--   batch has the same id. The lookup uses the statement's snapshot: an event committed by
+--   another writer while this one waited for the lock is missed, and the insert then fails
+--   on events_session_event_id_key; the repository retries, with a new snapshot.
+-- - expected_last_seq is checked only for a message that has something new, so resending a
+--   committed message is harmless.
+-- - State deltas fold into one delta per session (the last value of each key wins) that
+--   merge_state() applies; within_limit() fails the whole statement (AS001) when a merged
+--   state would pass the limit: the repository then retries message by message to find the
+--   culprit.
+WITH msg AS (
+    SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
+        AS m(message int, session_id text, expected_last_seq bigint, event_total int)
+), locked AS (
+    SELECT id, app_name, user_id, last_seq, state,
+           session_is_live(delete_time, expire_time) AS live
+    FROM sessions WHERE id IN (SELECT session_id FROM msg)
+    ORDER BY id
+    FOR UPDATE
+), ev AS (
+    SELECT * FROM jsonb_to_recordset(%(events)s::jsonb)
+        AS e(message int, number int, event_id text, type text, author text,
+             invocation_id text, agent_id text, branch text, content_role text,
+             content_text text, data jsonb, actions jsonb, metadata jsonb)
+), flagged AS (
+    SELECT ev.*, msg.session_id,
+           row_number() OVER (PARTITION BY msg.session_id, ev.event_id ORDER BY ev.number) = 1
+           AND NOT EXISTS (
+               SELECT 1 FROM events AS stored
+               WHERE stored.session_id = msg.session_id AND stored.event_id = ev.event_id
+           ) AS fresh
+    FROM ev JOIN msg USING (message)
+), counted AS (
+    SELECT msg.message, msg.session_id, msg.expected_last_seq, msg.event_total,
+           locked.app_name, locked.live, locked.last_seq, COALESCE(fresh.n, 0) AS fresh_count
+    FROM msg
+    LEFT JOIN locked ON locked.id = msg.session_id
+    LEFT JOIN (SELECT message, count(*)::int AS n FROM flagged WHERE fresh GROUP BY message)
+        AS fresh USING (message)
+), before AS (
+    SELECT counted.*,
+           last_seq + COALESCE(sum(fresh_count) OVER (
+               PARTITION BY session_id ORDER BY message
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before
+    FROM counted
+), judged AS (
+    SELECT message, session_id, app_name, event_total, fresh_count, seq_before,
+           CASE
+               WHEN live IS NOT TRUE THEN 'session_not_found'
+               WHEN fresh_count > 0 AND expected_last_seq IS NOT NULL
+                    AND expected_last_seq <> seq_before
+                   THEN 'last_seq_mismatch'
+           END AS failure
+    FROM before
+), cutoff AS (
+    SELECT COALESCE(min(message) FILTER (WHERE failure IS NOT NULL), 2147483647) AS message
+    FROM judged
+), kept AS (
+    SELECT flagged.*, locked.app_name, locked.user_id,
+           locked.last_seq + row_number() OVER (
+               PARTITION BY flagged.session_id ORDER BY flagged.number) AS seq
+    FROM flagged JOIN locked ON locked.id = flagged.session_id
+    WHERE flagged.fresh AND flagged.message < (SELECT message FROM cutoff)
+), last_delta AS (
+    SELECT DISTINCT ON (kept.session_id, delta.key) kept.session_id, delta.key, delta.value
+    FROM kept, jsonb_each(kept.actions->'state_delta') AS delta
+    WHERE jsonb_typeof(kept.actions->'state_delta') = 'object'
+    ORDER BY kept.session_id, delta.key, kept.seq DESC
+), new_state AS (
+    SELECT locked.id,
+           within_limit(merge_state(locked.state, jsonb_object_agg(key, value)),
+                        %(max_state_bytes)s, 'events.actions.state_delta') AS state
+    FROM last_delta JOIN locked ON locked.id = last_delta.session_id
+    GROUP BY locked.id, locked.state
+), inserted AS (
+    INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
+                        invocation_id, agent_id, branch, content_role, content_text, data,
+                        actions, metadata)
+    SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
+           agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata
+    FROM kept
+), counts AS (
+    SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
+           sum(length(content_text)) AS text_chars
+    FROM kept GROUP BY session_id
+), by_type AS (
+    SELECT session_id, jsonb_object_agg(type, n) AS counts
+    FROM (SELECT session_id, type, count(*) AS n FROM kept GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), by_author AS (
+    SELECT session_id, jsonb_object_agg(author, n) AS counts
+    FROM (SELECT session_id, author, count(*) AS n FROM kept GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), by_role AS (
+    SELECT session_id, jsonb_object_agg(content_role, n) AS counts
+    FROM (SELECT session_id, content_role, count(*) AS n FROM kept
+          WHERE content_role IS NOT NULL GROUP BY 1, 2) AS c
+    GROUP BY session_id
+), updated AS (
+    UPDATE sessions AS s SET
+        last_seq = s.last_seq + counts.appended,
+        version = s.version + counts.changes,
+        state = COALESCE(new_state.state, s.state),
+        events_by_type = add_counts(s.events_by_type, by_type.counts),
+        events_by_author = add_counts(s.events_by_author, by_author.counts),
+        events_by_role = add_counts(s.events_by_role, by_role.counts),
+        text_chars = s.text_chars + counts.text_chars,
+        first_event_time = COALESCE(s.first_event_time, now()),
+        last_event_time = now(),
+        update_time = now()
+    FROM counts
+    JOIN by_type USING (session_id)
+    JOIN by_author USING (session_id)
+    LEFT JOIN by_role USING (session_id)
+    LEFT JOIN new_state ON new_state.id = counts.session_id
+    WHERE s.id = counts.session_id
+)
+SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS appended,
+       judged.event_total - judged.fresh_count AS duplicates,
+       CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
+            ELSE judged.seq_before END AS last_seq,
+       judged.failure
+FROM judged
+WHERE judged.message <= (SELECT message FROM cutoff)
+ORDER BY judged.message;
+
+-- name: select_live_session
+SELECT 1 FROM sessions WHERE id = %(id)s AND session_is_live(delete_time, expire_time);
+
+-- name: list_events
+-- A session's events matching the filters (empty ones match everything), strictly after the
+-- cursor in the page order. Two statements are made from this text: {direction} ASC with
+-- {beyond} >, and DESC with <. Run unprepared, so that the planner drops the empty filters
+-- and walks the (session_id, seq) key in order.
+SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
+       content_role, content_text, data, actions, metadata, create_time
+FROM events
+WHERE session_id = %(session_id)s
+  AND seq > %(after_seq)s
+  AND (%(before_seq)s = 0 OR seq < %(before_seq)s)
+  AND (%(cursor)s::bigint IS NULL OR seq {beyond} %(cursor)s)
+  AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+  AND (%(author)s = '' OR author = %(author)s)
+  AND (%(agent_id)s = '' OR agent_id = %(agent_id)s)
+  AND (%(invocation_id)s = '' OR invocation_id = %(invocation_id)s)
+  AND (%(branch)s = '' OR branch = %(branch)s)
+  AND (%(start_time)s::timestamptz IS NULL OR create_time >= %(start_time)s)
+  AND (%(end_time)s::timestamptz IS NULL OR create_time < %(end_time)s)
+ORDER BY seq {direction}
+LIMIT %(limit)s;
+
+-- name: read_after
+-- Replay and live reads of one session: the events after a seq, in order.
+SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
+       content_role, content_text, data, actions, metadata, create_time
+FROM events
+WHERE session_id = %(session_id)s AND seq > %(after_seq)s
+ORDER BY seq LIMIT %(limit)s;
+
+-- name: read_feed
+-- The feed of an app (or one of its users or agents): events in (tx_id, position) order,
+-- only from transactions older than every one still running, so a transaction that took an
+-- earlier position but commits later is never skipped: its events only become readable once
+-- nothing before them is pending.
+SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
+       content_role, content_text, data, actions, metadata, create_time,
+       tx_id::text AS tx_id
+FROM events
+WHERE app_name = %(app_name)s
+  AND (tx_id, position) > (%(after_tx)s::xid8, %(after_position)s)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (%(user_id)s = '' OR user_id = %(user_id)s)
+  AND (%(agent_id)s = '' OR agent_id = %(agent_id)s)
+  AND EXISTS (
+      SELECT 1 FROM sessions
+      WHERE sessions.id = events.session_id
+        AND session_is_live(sessions.delete_time, sessions.expire_time))
+ORDER BY tx_id, position
+LIMIT %(limit)s;
+
+-- name: select_foreign_tx_id
+-- An event whose tx_id this cluster has not reached yet was made in another cluster: a
+-- logical dump restored here, or logical replication. Feeds and search paging compare tx_id
+-- with this cluster's snapshots, so such events would stay hidden from them.
+SELECT events.tx_id::text AS newest, pg_snapshot_xmax(pg_current_snapshot())::text AS next
+FROM events
+WHERE events.tx_id >= pg_snapshot_xmax(pg_current_snapshot())
+ORDER BY events.tx_id DESC
+LIMIT 1;
+
+-- name: select_session_stats
+SELECT session_event_count(last_seq) AS event_count, events_by_type, events_by_author,
+       events_by_role, text_chars, first_event_time, last_event_time
+FROM sessions WHERE id = %(id)s AND session_is_live(delete_time, expire_time);

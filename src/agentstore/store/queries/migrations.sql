@@ -1,0 +1,23 @@
+-- The migration ledger (store/migrator.py).
+
+-- name: create_ledger
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     NOT NULL,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
+);
+
+-- name: select_applied
+SELECT version, name, checksum FROM schema_migrations ORDER BY version;
+
+-- name: insert_applied
+INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s);
+
+-- name: lock
+-- Replicas starting together take turns.
+SELECT pg_advisory_lock(%s);
+
+-- name: unlock
+SELECT pg_advisory_unlock(%s);
