@@ -13,7 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from agentstore.domain.limits import Limits
+from agentstore.domain.limits import MAX_EVENT_BYTES, Limits
 
 __all__ = ["ENV_PREFIX", "Settings", "default_data_dir", "env_name", "flag_name"]
 
@@ -100,7 +100,9 @@ class Settings(BaseModel):
         default=256 * 1024, description="largest session state (as JSON)"
     )
     max_event_bytes: ByteSize = Field(
-        default=1024 * 1024, description="largest event (encoded) in an append"
+        default=1024 * 1024,
+        le=MAX_EVENT_BYTES,
+        description="largest event (encoded) in an append; at most 3MiB",
     )
     max_events_per_message: int = Field(
         default=1000, ge=1, description="most events in one AppendEvents request message"

@@ -49,7 +49,7 @@ def test_structs_match_struct_update() -> None:
 
 def test_replay_pages_encode_every_field() -> None:
     events = [make_event(1), make_event(2, data=None, state_delta=None, content_text="")]
-    response = StreamEncoder().encode(StreamMessage(events=events))
+    (response,) = StreamEncoder().encode(StreamMessage(events=events))
     assert list(response.events) == [event_to_proto(event) for event in events]
     first = response.events[0]
     assert (first.seq, first.position, first.content.text) == (1, 101, "token 1")
@@ -61,18 +61,18 @@ def test_replay_pages_encode_every_field() -> None:
 def test_followers_of_live_events_get_equal_responses_with_their_own_tokens() -> None:
     encoder = StreamEncoder()
     shared = [make_event(1), make_event(2)]
-    first = encoder.encode(StreamMessage(events=shared, live=True))
-    second = encoder.encode(StreamMessage(events=list(shared), live=True))
+    (first,) = encoder.encode(StreamMessage(events=shared, live=True))
+    (second,) = encoder.encode(StreamMessage(events=list(shared), live=True))
     assert first == second
     assert [e.seq for e in first.events] == [1, 2]
     # A feed follower: the same events carry tokens, which must not leak into other replies.
-    with_tokens = encoder.encode(
+    (with_tokens,) = encoder.encode(
         StreamMessage(events=shared, tokens=["t1", "t2"], resume_token="t2", live=True)
     )
     assert [e.resume_token for e in with_tokens.events] == ["t1", "t2"]
     assert [e.resume_token for e in first.events] == ["", ""]
     # A follower filtering by type gets only part of the batch.
-    part = encoder.encode(StreamMessage(events=shared[1:], live=True))
+    (part,) = encoder.encode(StreamMessage(events=shared[1:], live=True))
     assert [e.seq for e in part.events] == [2]
 
 
@@ -80,7 +80,7 @@ def test_equal_but_distinct_events_are_converted_from_their_own_values() -> None
     encoder = StreamEncoder(max_entries=2)
     for seq in range(1, 50):  # more than the capacity: old entries go, ids may be reused
         event = make_event(seq)
-        response = encoder.encode(StreamMessage(events=[event], live=True))
+        (response,) = encoder.encode(StreamMessage(events=[event], live=True))
         assert [e.seq for e in response.events] == [seq]
 
 
@@ -88,7 +88,7 @@ def test_large_live_events_are_encoded_but_not_kept() -> None:
     encoder = StreamEncoder(max_bytes=100)  # smaller than one event
     event = make_event(1, content_text="x" * 1000)
     for _ in range(2):
-        response = encoder.encode(StreamMessage(events=[event], live=True))
+        (response,) = encoder.encode(StreamMessage(events=[event], live=True))
         assert response.events[0].content.text == "x" * 1000
 
 
@@ -105,3 +105,36 @@ def test_recent_entries_stay_within_their_count_and_size() -> None:
     for key in ("d", "e", "f"):  # count limit
         recent.put(key, None, key, 1)
     assert [key for key in "bcdef" if recent.get(key) is not None] == ["d", "e", "f"]
+
+
+def test_a_message_past_the_budget_is_split_with_each_part_within_it() -> None:
+    events = [make_event(seq, content_text="x" * 400) for seq in range(1, 11)]
+    one_event = event_to_proto(events[0]).ByteSize()
+    budget = 3 * one_event + 30  # three events and their framing fit, four do not
+    for live in (False, True):
+        message = StreamMessage(
+            events=events, tokens=[f"t{e.seq}" for e in events], resume_token="t10",
+            caught_up=True, live=live,
+        )  # fmt: skip
+        responses = StreamEncoder(budget=budget).encode(message)
+        assert [[e.seq for e in r.events] for r in responses] == [
+            [1, 2, 3],
+            [4, 5, 6],
+            [7, 8, 9],
+            [10],
+        ]
+        assert all(r.ByteSize() <= budget for r in responses)
+        # Each part resumes after its own last event; only the last carries the markers.
+        assert [r.resume_token for r in responses] == ["t3", "t6", "t9", "t10"]
+        assert [r.caught_up for r in responses] == [False, False, False, True]
+
+
+def test_an_event_larger_than_the_budget_goes_alone() -> None:
+    small, large = make_event(1), make_event(2, content_text="x" * 5000)
+    responses = StreamEncoder(budget=1000).encode(StreamMessage(events=[small, large, small]))
+    assert [[e.seq for e in r.events] for r in responses] == [[1], [2], [1]]
+
+
+def test_a_marker_message_is_one_response() -> None:
+    (response,) = StreamEncoder().encode(StreamMessage(heartbeat=True, resume_token="t"))
+    assert (response.heartbeat, response.resume_token, len(response.events)) == (True, "t", 0)

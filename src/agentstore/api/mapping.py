@@ -11,6 +11,7 @@ from agentstore.api.decoding import Undecodable, undecodable_request
 from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.limits import MAX_JSON_DEPTH
+from agentstore.domain.search import SearchHit
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
@@ -18,6 +19,8 @@ __all__ = [
     "append_request_fields",
     "event_to_proto",
     "fill_event",
+    "fill_search_hit",
+    "fill_session",
     "session_stats_to_proto",
     "session_status_from_proto",
     "session_to_proto",
@@ -187,20 +190,23 @@ def duration_to_timedelta(message: duration_pb2.Duration, field: str) -> timedel
 
 
 def session_to_proto(session: Session) -> session_pb2.Session:
-    message = session_pb2.Session(
-        id=session.id,
-        app_name=session.app_name,
-        user_id=session.user_id,
-        agent_id=session.agent_id,
-        status=_STATUS_TO_PROTO[session.status],
-        metadata=dict_to_struct(session.metadata),
-        state=dict_to_struct(session.state),
-        version=session.version,
-        last_seq=session.last_seq,
-        event_count=session.event_count,
-        create_time=datetime_to_timestamp(session.create_time),
-        update_time=datetime_to_timestamp(session.update_time),
-    )
+    return fill_session(session_pb2.Session(), session)
+
+
+def fill_session(message: session_pb2.Session, session: Session) -> session_pb2.Session:
+    """Sets an empty message's fields from `session`."""
+    message.id = session.id
+    message.app_name = session.app_name
+    message.user_id = session.user_id
+    message.agent_id = session.agent_id
+    message.status = _STATUS_TO_PROTO[session.status]
+    _fill_struct(_present(message.metadata), session.metadata)
+    _fill_struct(_present(message.state), session.state)
+    message.version = session.version
+    message.last_seq = session.last_seq
+    message.event_count = session.event_count
+    message.create_time.CopyFrom(datetime_to_timestamp(session.create_time))
+    message.update_time.CopyFrom(datetime_to_timestamp(session.update_time))
     if session.expire_time is not None:
         message.expire_time.CopyFrom(datetime_to_timestamp(session.expire_time))
     if session.delete_time is not None:
@@ -290,6 +296,12 @@ def fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
     if event.metadata is not None:
         _fill_struct(message.metadata, event.metadata)
     return message
+
+
+def fill_search_hit(message: session_service_pb2.SearchHit, hit: SearchHit) -> None:
+    fill_event(message.event, hit.event)
+    message.score = hit.score
+    message.snippet = hit.snippet
 
 
 def session_stats_to_proto(stats: SessionStats) -> session_service_pb2.SessionStats:

@@ -12,7 +12,9 @@ from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
     append_request_fields,
     duration_to_timedelta,
-    event_to_proto,
+    fill_event,
+    fill_search_hit,
+    fill_session,
     session_stats_to_proto,
     session_status_from_proto,
     session_to_proto,
@@ -21,6 +23,7 @@ from agentstore.api.mapping import (
     time_range_fields,
     timestamp_to_datetime,
 )
+from agentstore.api.response_budget import fill_page
 from agentstore.api.stream_encoding import StreamEncoder
 from agentstore.service.events import EventService
 from agentstore.service.search import SearchService
@@ -101,10 +104,9 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             page_token=request.page_token,
             with_state=_with_state(request.view),
         )
-        return session_service_pb2.ListSessionsResponse(
-            sessions=[session_to_proto(session) for session in page.sessions],
-            next_page_token=page.next_page_token,
-        )
+        response = session_service_pb2.ListSessionsResponse()
+        response.next_page_token = fill_page(response.sessions, page, fill_session)
+        return response
 
     @handle_errors
     async def UpdateSession(
@@ -198,10 +200,9 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         page = await self._events.list(
             fields, page_size_requested=request.page_size, page_token=request.page_token
         )
-        return session_service_pb2.ListEventsResponse(
-            events=[event_to_proto(event) for event in page.events],
-            next_page_token=page.next_page_token,
-        )
+        response = session_service_pb2.ListEventsResponse()
+        response.next_page_token = fill_page(response.events, page, fill_event)
+        return response
 
     @handle_errors
     async def GetSessionStats(
@@ -224,7 +225,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "resume_token": request.resume_token,
         }
         async for message in self._streams.stream(fields):
-            yield self._stream_encoder.encode(message)
+            for response in self._stream_encoder.encode(message):
+                yield response
 
     @handle_errors
     async def Search(
@@ -243,12 +245,6 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         page = await self._search.search(
             fields, page_size_requested=request.page_size, page_token=request.page_token
         )
-        return session_service_pb2.SearchResponse(
-            hits=[
-                session_service_pb2.SearchHit(
-                    event=event_to_proto(hit.event), score=hit.score, snippet=hit.snippet
-                )
-                for hit in page.hits
-            ],
-            next_page_token=page.next_page_token,
-        )
+        response = session_service_pb2.SearchResponse()
+        response.next_page_token = fill_page(response.hits, page, fill_search_hit)
+        return response

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from agentstore.api.mapping import event_to_proto, fill_event
+from agentstore.api.response_budget import RESPONSE_BUDGET_BYTES, fill_within_budget
 from agentstore.domain.events import Event
 from agentstore.service.streams import StreamMessage
 from agentstore.v1 import event_pb2, session_service_pb2
@@ -16,6 +18,7 @@ __all__ = ["StreamEncoder"]
 KeyT = TypeVar("KeyT")
 OwnerT = TypeVar("OwnerT")
 ValueT = TypeVar("ValueT")
+Response = session_service_pb2.StreamEventsResponse
 
 
 class StreamEncoder:
@@ -23,23 +26,29 @@ class StreamEncoder:
     session or feed on this replica are handed the same live event objects, usually in the
     same messages: each such event is converted, and each such message built, once for all
     of them (per follower it cost a replica more CPU than sending). Cached responses are
-    shared, so never modified. Replay pages belong to one follower and are not kept."""
+    shared, so never modified. Replay pages belong to one follower and are not kept.
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 8 * 1024 * 1024) -> None:
+    A message whose events would pass the response budget (api/response_budget.py) becomes
+    several responses, each within it; a feed's responses each carry the resume token of
+    their last event, and only the last one the message's markers."""
+
+    def __init__(
+        self,
+        max_entries: int = 4096,
+        max_bytes: int = 8 * 1024 * 1024,
+        budget: int = RESPONSE_BUDGET_BYTES,
+    ) -> None:
         # Keyed by id(); each entry holds the objects whose ids make its key, so that the
         # ids cannot be reused while it is kept, and a hit is checked by identity.
         self._events: _Recent[int, Event, event_pb2.Event] = _Recent(max_entries, max_bytes)
-        self._responses: _Recent[
-            tuple[Any, ...], list[Event], session_service_pb2.StreamEventsResponse
-        ] = _Recent(max_entries, max_bytes)
+        self._responses: _Recent[tuple[Any, ...], list[Event], list[Response]] = _Recent(
+            max_entries, max_bytes
+        )
+        self._budget = budget
 
-    def encode(self, message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
+    def encode(self, message: StreamMessage) -> list[Response]:
         if not message.live:
-            response = _empty_response(message)
-            for event in message.events:
-                fill_event(response.events.add(), event)
-            _set_tokens(response, message.tokens)
-            return response
+            return self._split(message, fill_event)
         key = (
             tuple(map(id, message.events)), tuple(message.tokens), message.resume_token,
             message.caught_up, message.heartbeat,
@@ -47,11 +56,33 @@ class StreamEncoder:
         cached = self._responses.get(key)
         if cached is not None and all(map(operator.is_, cached[0], message.events)):
             return cached[1]
-        response = _empty_response(message)
-        response.events.extend(self._event(event) for event in message.events)
-        _set_tokens(response, message.tokens)
-        self._responses.put(key, message.events, response, response.ByteSize())
-        return response
+        responses = self._split(message, self._copy_event)
+        size = sum(response.ByteSize() for response in responses)
+        self._responses.put(key, message.events, responses, size)
+        return responses
+
+    def _split(
+        self, message: StreamMessage, fill: Callable[[event_pb2.Event, Event], object]
+    ) -> list[Response]:
+        responses: list[Response] = []
+        done = 0
+        while True:
+            response = Response()
+            added = fill_within_budget(response.events, message.events[done:], fill, self._budget)
+            tokens = message.tokens[done : done + added]
+            for event_message, token in zip(response.events, tokens, strict=False):
+                event_message.resume_token = token
+            done += added
+            responses.append(response)
+            if done >= len(message.events):
+                response.caught_up = message.caught_up
+                response.heartbeat = message.heartbeat
+                response.resume_token = message.resume_token
+                return responses
+            response.resume_token = tokens[-1] if tokens else ""
+
+    def _copy_event(self, target: event_pb2.Event, event: Event) -> None:
+        target.CopyFrom(self._event(event))
 
     def _event(self, event: Event) -> event_pb2.Event:
         cached = self._events.get(id(event))
@@ -85,16 +116,3 @@ class _Recent(Generic[KeyT, OwnerT, ValueT]):
         self._bytes += size
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
             self._bytes -= self._entries.popitem(last=False)[1][2]
-
-
-def _empty_response(message: StreamMessage) -> session_service_pb2.StreamEventsResponse:
-    return session_service_pb2.StreamEventsResponse(
-        caught_up=message.caught_up,
-        heartbeat=message.heartbeat,
-        resume_token=message.resume_token,
-    )
-
-
-def _set_tokens(response: session_service_pb2.StreamEventsResponse, tokens: list[str]) -> None:
-    for event_message, token in zip(response.events, tokens, strict=False):
-        event_message.resume_token = token

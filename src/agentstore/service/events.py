@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
 from agentstore.service.paging import (
     MAX_INT64,
+    Page,
     PageSize,
     decode_page_token,
     encode_page_token,
@@ -26,14 +26,12 @@ from agentstore.service.paging import (
 from agentstore.service.validation import field_path, validate, validate_identifier
 from agentstore.store.events import EventRepository
 
-__all__ = ["AppendTotals", "EventPage", "EventService"]
+__all__ = ["AppendTotals", "EventService"]
 
 # A request message as the transport delivers it; `decode` turns it into plain fields.
 RequestT = TypeVar("RequestT")
 
 LIST_PAGE = PageSize(default=100, maximum=1000)
-# Keep a page well inside the 4 MiB that gRPC clients accept by default.
-PAGE_BYTES = 3 * 1024 * 1024
 # How much one transaction may take from a stream; what arrives meanwhile waits for the next.
 BATCH_EVENTS = 2000
 BATCH_BYTES = 8 * 1024 * 1024
@@ -48,12 +46,6 @@ class AppendTotals:
     appended: int = 0
     duplicates: int = 0
     last_seq: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EventPage:
-    events: list[Event]
-    next_page_token: str
 
 
 @dataclass(frozen=True)
@@ -173,7 +165,7 @@ class EventService:
 
     async def list(
         self, request: dict[str, Any], *, page_size_requested: int, page_token: str
-    ) -> EventPage:
+    ) -> Page[Event]:
         event_filter = validate(EventFilter, request, self._limits)
         limit = page_size(page_size_requested, LIST_PAGE)
         filters = event_filter.model_dump(mode="json")
@@ -186,11 +178,12 @@ class EventService:
                 raise InvalidArgument.of("page_token", "is malformed")
             after = position[0]
         events = await self._repository.list_events(event_filter, after=after, limit=limit + 1)
-        page = _within_budget(events[:limit])
-        next_token = ""
-        if len(events) > len(page):  # a row past the page, or the budget cut it short
-            next_token = encode_page_token([page[-1].seq], filters)
-        return EventPage(page, next_token)
+
+        def token_after(event: Event) -> str:
+            return encode_page_token([event.seq], filters)
+
+        next_token = token_after(events[limit - 1]) if len(events) > limit else ""
+        return Page(events[:limit], next_token, token_after)
 
     async def stats(self, session_id: str) -> SessionStats:
         validate_identifier("session_id", session_id, self._limits)
@@ -258,17 +251,3 @@ def _check_typed_data(message: AppendMessage) -> None:
                 violations.append(FieldViolation(path, f"{error['msg']} (type {event.type})"))
     if violations:
         raise InvalidArgument(violations)
-
-
-def _within_budget(events: list[Event]) -> list[Event]:
-    """The longest prefix of `events` whose size stays within a page's byte budget (at least
-    one event, which the event size limit keeps small enough)."""
-    total = 0
-    for count, event in enumerate(events):
-        total += len(event.content_text.encode()) + 256
-        for value in (event.data, event.state_delta, event.metadata):
-            if value:
-                total += len(json.dumps(value, ensure_ascii=False).encode())
-        if total > PAGE_BYTES and count > 0:
-            return events[:count]
-    return events

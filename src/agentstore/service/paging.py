@@ -7,14 +7,37 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from agentstore.domain.errors import InvalidArgument
 
-__all__ = ["MAX_INT64", "PageSize", "decode_page_token", "encode_page_token", "page_size"]
+__all__ = [
+    "MAX_INT64",
+    "Page",
+    "PageSize",
+    "decode_page_token",
+    "encode_page_token",
+    "page_size",
+]
 
 # The largest seq, position or transaction id a token may carry: PostgreSQL's bigint.
 MAX_INT64 = 2**63 - 1
+
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list RPC. The transport may send fewer items than `items` (to keep a
+    response within what clients accept); `token_after(item)` is then the page token that
+    goes on right after the last item it sent, instead of `next_page_token`."""
+
+    items: list[ItemT]
+    next_page_token: str
+    token_after: Callable[[ItemT], str]
 
 
 class PageSize:

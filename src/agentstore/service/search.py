@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from agentstore.domain.errors import InvalidArgument
@@ -12,6 +12,7 @@ from agentstore.domain.limits import Limits
 from agentstore.domain.search import CJK_RUN, SearchFilter, SearchHit, prepare_query, query_terms
 from agentstore.service.paging import (
     MAX_INT64,
+    Page,
     PageSize,
     decode_page_token,
     encode_page_token,
@@ -20,16 +21,10 @@ from agentstore.service.paging import (
 from agentstore.service.validation import validate
 from agentstore.store.search import SearchCursor, SearchRepository, is_snapshot
 
-__all__ = ["SearchPage", "SearchService"]
+__all__ = ["SearchService"]
 
 SEARCH_PAGE = PageSize(default=20, maximum=100)
 SNIPPET_CHARACTERS = 160
-
-
-@dataclass(frozen=True)
-class SearchPage:
-    hits: list[SearchHit]
-    next_page_token: str
 
 
 class SearchService:
@@ -39,7 +34,7 @@ class SearchService:
 
     async def search(
         self, request: dict[str, Any], *, page_size_requested: int, page_token: str
-    ) -> SearchPage:
+    ) -> Page[SearchHit]:
         search = validate(SearchFilter, request, self._limits)
         if not search.query.strip():
             raise InvalidArgument.of("query", "must contain something to search for")
@@ -49,15 +44,15 @@ class SearchService:
         page = await self._repository.search(
             search, prepare_query(search.query), after=after, limit=limit + 1, snapshot=snapshot
         )
-        hits, next_token = page.hits, ""
-        if len(hits) > limit:
-            hits = hits[:limit]
-            last = hits[-1]
-            next_token = encode_page_token(
-                [last.score, last.event.session_id, last.event.seq, page.snapshot], filters
-            )
+
+        def token_after(hit: SearchHit) -> str:
+            position = [hit.score, hit.event.session_id, hit.event.seq, page.snapshot]
+            return encode_page_token(position, filters)
+
+        hits = page.hits
+        next_token = token_after(hits[limit - 1]) if len(hits) > limit else ""
         terms = query_terms(search.query)
-        return SearchPage([_with_snippet(hit, terms) for hit in hits], next_token)
+        return Page([_with_snippet(hit, terms) for hit in hits[:limit]], next_token, token_after)
 
 
 def _continuation(position: list[Any] | None) -> tuple[SearchCursor | None, str | None]:

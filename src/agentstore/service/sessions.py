@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,22 +15,22 @@ from agentstore.domain.sessions import (
     SessionPatch,
     StoreStats,
 )
-from agentstore.service.paging import PageSize, decode_page_token, encode_page_token, page_size
+from agentstore.service.paging import (
+    Page,
+    PageSize,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
 from agentstore.service.validation import validate, validate_identifier
 from agentstore.store.sessions import SessionRepository
 
-__all__ = ["UPDATABLE_FIELDS", "SessionPage", "SessionService"]
+__all__ = ["UPDATABLE_FIELDS", "SessionService"]
 
 # The paths UpdateSession's update_mask may name.
 UPDATABLE_FIELDS = frozenset({"status", "metadata", "state_delta", "expire_time", "ttl"})
 LIST_PAGE = PageSize(default=50, maximum=1000)
 REAP_BATCH = 500
-
-
-@dataclass(frozen=True)
-class SessionPage:
-    sessions: list[Session]
-    next_page_token: str
 
 
 class SessionService:
@@ -65,7 +64,7 @@ class SessionService:
         page_size_requested: int,
         page_token: str,
         with_state: bool = True,
-    ) -> SessionPage:
+    ) -> Page[Session]:
         session_filter = validate(SessionFilter, request, self._limits)
         limit = page_size(page_size_requested, LIST_PAGE)
         filters = session_filter.model_dump(mode="json")
@@ -79,12 +78,12 @@ class SessionService:
         sessions = await self._repository.list(
             session_filter, after=after, limit=limit + 1, with_state=with_state
         )
-        next_token = ""
-        if len(sessions) > limit:
-            sessions = sessions[:limit]
-            last = sessions[-1]
-            next_token = encode_page_token([last.create_time.isoformat(), last.id], filters)
-        return SessionPage(sessions, next_token)
+
+        def token_after(session: Session) -> str:
+            return encode_page_token([session.create_time.isoformat(), session.id], filters)
+
+        next_token = token_after(sessions[limit - 1]) if len(sessions) > limit else ""
+        return Page(sessions[:limit], next_token, token_after)
 
     async def update(self, request: dict[str, Any]) -> Session:
         """Apply UpdateSession; `request["fields"]` holds the paths to change."""
