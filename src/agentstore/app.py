@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from psycopg_pool import PoolTimeout
 from agentstore.api.decoding import add_service
 from agentstore.api.servicer import SessionServicer
 from agentstore.config import Settings
+from agentstore.domain.callers import EVERY_APP
 from agentstore.domain.events import Event
 from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
@@ -100,7 +102,7 @@ class AgentStoreServer:
             )
         self._hub = Hub(
             _session_reader(event_repository),
-            event_repository.read_feed,
+            functools.partial(event_repository.read_feed, EVERY_APP),
             buffer_batches=settings.follower_buffer,
             max_streams=settings.max_streams,
         )
@@ -269,7 +271,7 @@ def _session_reader(
     repository: EventRepository,
 ) -> Callable[[str, int, int], Awaitable[list[tuple[int, Event]]]]:
     async def read(session_id: str, after_seq: int, limit: int) -> list[tuple[int, Event]]:
-        events = await repository.read_after(session_id, after_seq, limit)
+        events = await repository.read_after(EVERY_APP, session_id, after_seq, limit)
         return [(event.seq, event) for event in events]
 
     return read

@@ -26,6 +26,7 @@ from agentstore.domain.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    PermissionDenied,
     ServerShuttingDown,
     StoreUnavailable,
 )
@@ -43,6 +44,7 @@ _CODES: dict[type[DomainError], int] = {
     ExpectationFailed: code_pb2.ABORTED,
     ConcurrentWrite: code_pb2.ABORTED,
     LimitExceeded: code_pb2.RESOURCE_EXHAUSTED,
+    PermissionDenied: code_pb2.PERMISSION_DENIED,
     StoreUnavailable: code_pb2.UNAVAILABLE,
     ServerShuttingDown: code_pb2.UNAVAILABLE,
 }

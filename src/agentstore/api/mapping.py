@@ -13,6 +13,7 @@ from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.limits import MAX_JSON_DEPTH
 from agentstore.domain.search import SearchHit
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
+from agentstore.service.requests import AppendFields, EventFields
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
@@ -21,12 +22,12 @@ __all__ = [
     "fill_event",
     "fill_search_hit",
     "fill_session",
+    "optional_time",
     "session_stats_to_proto",
     "session_status_from_proto",
     "session_to_proto",
     "store_stats_to_proto",
     "struct_to_dict",
-    "time_range_fields",
     "timestamp_to_datetime",
 ]
 
@@ -42,10 +43,16 @@ _STATUS_FROM_PROTO: dict[int, SessionStatus] = {
 }
 
 
-def session_status_from_proto(value: int) -> SessionStatus | None:
-    """The domain status, or None for UNSPECIFIED (and for numbers this server does not know,
-    which the caller rejects)."""
-    return _STATUS_FROM_PROTO.get(value)
+def session_status_from_proto(value: int, field: str) -> str | None:
+    """The domain status of a request's status field: None when unspecified. Raises
+    `InvalidArgument` on `field`, naming the proto's values, for a number it does not know."""
+    if value == session_pb2.SESSION_STATUS_UNSPECIFIED:
+        return None
+    status = _STATUS_FROM_PROTO.get(value)
+    if status is None:
+        known = ", ".join(session_pb2.SessionStatus.Name(v) for v in _STATUS_TO_PROTO.values())
+        raise InvalidArgument.of(field, f"must be one of {known} (got {value})")
+    return status.value
 
 
 def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
@@ -167,13 +174,11 @@ def _epoch_parts(value: datetime) -> tuple[int, int]:
     return delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
 
 
-def time_range_fields(request: Any) -> dict[str, datetime]:
-    """`start_time` and `end_time` of a request that has them, for those that are set."""
-    return {
-        name: timestamp_to_datetime(getattr(request, name), name)
-        for name in ("start_time", "end_time")
-        if request.HasField(name)
-    }
+def optional_time(request: Any, field: str) -> datetime | None:
+    """The request's Timestamp field `field`, or None when it is not set."""
+    return (
+        timestamp_to_datetime(getattr(request, field), field) if request.HasField(field) else None
+    )
 
 
 def duration_to_timedelta(message: duration_pb2.Duration, field: str) -> timedelta:
@@ -226,8 +231,9 @@ def store_stats_to_proto(stats: StoreStats) -> session_service_pb2.StoreStats:
     )
 
 
-def _event_fields(event: event_pb2.Event, position: int) -> dict[str, Any]:
-    fields: dict[str, Any] = {
+def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
+    where = f"events[{position}]"
+    return {
         "event_id": event.event_id,
         "type": event.type,
         "author": event.author,
@@ -235,37 +241,44 @@ def _event_fields(event: event_pb2.Event, position: int) -> dict[str, Any]:
         "agent_id": event.agent_id,
         "branch": event.branch,
         "size_bytes": event.ByteSize(),
+        "content": (
+            {"role": event.content.role, "text": event.content.text}
+            if event.HasField("content")
+            else None
+        ),
+        "data": struct_to_dict(event.data, f"{where}.data") if event.HasField("data") else None,
+        "actions": (
+            {
+                "state_delta": struct_to_dict(
+                    event.actions.state_delta, f"{where}.actions.state_delta"
+                )
+            }
+            if event.HasField("actions")
+            else None
+        ),
+        "metadata": (
+            struct_to_dict(event.metadata, f"{where}.metadata")
+            if event.HasField("metadata")
+            else None
+        ),
     }
-    if event.HasField("content"):
-        fields["content"] = {"role": event.content.role, "text": event.content.text}
-    if event.HasField("data"):
-        fields["data"] = struct_to_dict(event.data, f"events[{position}].data")
-    if event.HasField("actions"):
-        fields["actions"] = {
-            "state_delta": struct_to_dict(
-                event.actions.state_delta, f"events[{position}].actions.state_delta"
-            )
-        }
-    if event.HasField("metadata"):
-        fields["metadata"] = struct_to_dict(event.metadata, f"events[{position}].metadata")
-    return fields
 
 
 def append_request_fields(
     request: session_service_pb2.AppendEventsRequest | Undecodable,
-) -> dict[str, Any]:
+) -> AppendFields:
     """An AppendEvents message as the service takes it. Fields the server sets (seq,
     position, session_id and create_time of events) are ignored."""
     if isinstance(request, Undecodable):
         raise undecodable_request()
-    fields: dict[str, Any] = {
+    return {
         "session_id": request.session_id,
         "events": [_event_fields(event, position) for position, event in enumerate(request.events)],
         "size_bytes": request.ByteSize(),
+        "expected_last_seq": (
+            request.expected_last_seq if request.HasField("expected_last_seq") else None
+        ),
     }
-    if request.HasField("expected_last_seq"):
-        fields["expected_last_seq"] = request.expected_last_seq
-    return fields
 
 
 def event_to_proto(event: Event) -> event_pb2.Event:

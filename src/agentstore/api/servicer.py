@@ -15,17 +15,25 @@ from agentstore.api.mapping import (
     fill_event,
     fill_search_hit,
     fill_session,
+    optional_time,
     session_stats_to_proto,
     session_status_from_proto,
     session_to_proto,
     store_stats_to_proto,
     struct_to_dict,
-    time_range_fields,
-    timestamp_to_datetime,
 )
 from agentstore.api.response_budget import fill_page
 from agentstore.api.stream_encoding import StreamEncoder
+from agentstore.domain.callers import ANONYMOUS, Caller
 from agentstore.service.events import EventService
+from agentstore.service.requests import (
+    CreateSessionFields,
+    EventListFields,
+    SearchFields,
+    SessionListFields,
+    StreamFields,
+    UpdateSessionFields,
+)
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.service.streams import StreamService
@@ -36,13 +44,9 @@ __all__ = ["SessionServicer"]
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _status_value(value: int) -> Any:
-    """A proto status for a domain input: None when unspecified, the raw number when unknown
-    (validation then rejects it, naming the field)."""
-    if value == session_pb2.SESSION_STATUS_UNSPECIFIED:
-        return None
-    status = session_status_from_proto(value)
-    return status.value if status is not None else value
+def caller_of(context: Context) -> Caller:
+    """Who makes this call. No credentials are checked yet: nobody in particular."""
+    return ANONYMOUS
 
 
 def _with_state(view: int) -> bool:
@@ -67,39 +71,41 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def CreateSession(
         self, request: session_service_pb2.CreateSessionRequest, context: Context
     ) -> session_pb2.Session:
-        fields: dict[str, Any] = {
+        fields: CreateSessionFields = {
             "session_id": request.session_id,
             "app_name": request.app_name,
             "user_id": request.user_id,
             "agent_id": request.agent_id,
+            "status": session_status_from_proto(request.status, "status"),
             "metadata": struct_to_dict(request.metadata, "metadata"),
             "state": struct_to_dict(request.state, "state"),
+            "ttl": (duration_to_timedelta(request.ttl, "ttl") if request.HasField("ttl") else None),
         }
-        if (status := _status_value(request.status)) is not None:
-            fields["status"] = status
-        if request.HasField("ttl"):
-            fields["ttl"] = duration_to_timedelta(request.ttl, "ttl")
-        return session_to_proto(await self._sessions.create(fields))
+        return session_to_proto(await self._sessions.create(caller_of(context), fields))
 
     @handle_errors
     async def GetSession(
         self, request: session_service_pb2.GetSessionRequest, context: Context
     ) -> session_pb2.Session:
-        session = await self._sessions.get(request.session_id, with_state=_with_state(request.view))
+        session = await self._sessions.get(
+            caller_of(context), request.session_id, with_state=_with_state(request.view)
+        )
         return session_to_proto(session)
 
     @handle_errors
     async def ListSessions(
         self, request: session_service_pb2.ListSessionsRequest, context: Context
     ) -> session_service_pb2.ListSessionsResponse:
+        fields: SessionListFields = {
+            "app_name": request.app_name,
+            "user_id": request.user_id,
+            "agent_id": request.agent_id,
+            "status": session_status_from_proto(request.status, "status"),
+            "show_deleted": request.show_deleted,
+        }
         page = await self._sessions.list(
-            {
-                "app_name": request.app_name,
-                "user_id": request.user_id,
-                "agent_id": request.agent_id,
-                "status": _status_value(request.status),
-                "show_deleted": request.show_deleted,
-            },
+            caller_of(context),
+            fields,
             page_size_requested=request.page_size,
             page_token=request.page_token,
             with_state=_with_state(request.view),
@@ -124,43 +130,45 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
                 "ttl": request.HasField("ttl"),
             }
             paths = {path for path, is_set in present.items() if is_set}
-        fields: dict[str, Any] = {
+        fields: UpdateSessionFields = {
             "session_id": request.session_id,
             "fields": frozenset(paths),
-            "status": _status_value(request.status),
+            "status": session_status_from_proto(request.status, "status"),
             "metadata": struct_to_dict(request.metadata, "metadata"),
             "state_delta": struct_to_dict(request.state_delta, "state_delta"),
+            "expire_time": optional_time(request, "expire_time"),
+            "ttl": (duration_to_timedelta(request.ttl, "ttl") if request.HasField("ttl") else None),
+            "expected_version": (
+                request.expected_version if request.HasField("expected_version") else None
+            ),
         }
-        if request.HasField("expire_time"):
-            fields["expire_time"] = timestamp_to_datetime(request.expire_time, "expire_time")
-        if request.HasField("ttl"):
-            fields["ttl"] = duration_to_timedelta(request.ttl, "ttl")
-        if request.HasField("expected_version"):
-            fields["expected_version"] = request.expected_version
-        return session_to_proto(await self._sessions.update(fields))
+        return session_to_proto(await self._sessions.update(caller_of(context), fields))
 
     @handle_errors
     async def DeleteSession(
         self, request: session_service_pb2.DeleteSessionRequest, context: Context
     ) -> session_service_pb2.DeleteSessionResponse:
-        session = await self._sessions.delete(request.session_id, purge=request.purge)
+        session = await self._sessions.delete(
+            caller_of(context), request.session_id, purge=request.purge
+        )
         response = session_service_pb2.DeleteSessionResponse()
         if session is not None:
-            response.session.CopyFrom(session_to_proto(session))
+            fill_session(response.session, session)
         return response
 
     @handle_errors
     async def UndeleteSession(
         self, request: session_service_pb2.UndeleteSessionRequest, context: Context
     ) -> session_pb2.Session:
-        return session_to_proto(await self._sessions.undelete(request.session_id))
+        session = await self._sessions.undelete(caller_of(context), request.session_id)
+        return session_to_proto(session)
 
     @handle_errors
     async def DeleteSessions(
         self, request: session_service_pb2.DeleteSessionsRequest, context: Context
     ) -> session_service_pb2.DeleteSessionsResponse:
         count = await self._sessions.delete_many(
-            request.app_name, request.user_id, purge=request.purge
+            caller_of(context), request.app_name, request.user_id, purge=request.purge
         )
         return session_service_pb2.DeleteSessionsResponse(deleted_count=count)
 
@@ -168,7 +176,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def GetStoreStats(
         self, request: session_service_pb2.GetStoreStatsRequest, context: Context
     ) -> session_service_pb2.StoreStats:
-        return store_stats_to_proto(await self._sessions.store_stats(request.app_name))
+        stats = await self._sessions.store_stats(caller_of(context), request.app_name)
+        return store_stats_to_proto(stats)
 
     @handle_errors
     async def AppendEvents(
@@ -176,7 +185,9 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
-        totals = await self._events.append_stream(request_iterator, append_request_fields)
+        totals = await self._events.append_stream(
+            caller_of(context), request_iterator, append_request_fields
+        )
         return session_service_pb2.AppendEventsResponse(
             appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
         )
@@ -185,7 +196,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def ListEvents(
         self, request: session_service_pb2.ListEventsRequest, context: Context
     ) -> session_service_pb2.ListEventsResponse:
-        fields: dict[str, Any] = {
+        fields: EventListFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
             "before_seq": request.before_seq,
@@ -195,10 +206,14 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "invocation_id": request.invocation_id,
             "branch": request.branch,
             "descending": request.descending,
+            "start_time": optional_time(request, "start_time"),
+            "end_time": optional_time(request, "end_time"),
         }
-        fields.update(time_range_fields(request))
         page = await self._events.list(
-            fields, page_size_requested=request.page_size, page_token=request.page_token
+            caller_of(context),
+            fields,
+            page_size_requested=request.page_size,
+            page_token=request.page_token,
         )
         response = session_service_pb2.ListEventsResponse()
         response.next_page_token = fill_page(response.events, page, fill_event)
@@ -208,13 +223,14 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def GetSessionStats(
         self, request: session_service_pb2.GetSessionStatsRequest, context: Context
     ) -> session_service_pb2.SessionStats:
-        return session_stats_to_proto(await self._events.stats(request.session_id))
+        stats = await self._events.stats(caller_of(context), request.session_id)
+        return session_stats_to_proto(stats)
 
     @handle_errors
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
     ) -> AsyncIterator[session_service_pb2.StreamEventsResponse]:
-        fields = {
+        fields: StreamFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
             "app_name": request.app_name,
@@ -224,7 +240,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "follow": request.follow,
             "resume_token": request.resume_token,
         }
-        async for message in self._streams.stream(fields):
+        async for message in self._streams.stream(caller_of(context), fields):
             for response in self._stream_encoder.encode(message):
                 yield response
 
@@ -232,7 +248,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def Search(
         self, request: session_service_pb2.SearchRequest, context: Context
     ) -> session_service_pb2.SearchResponse:
-        fields: dict[str, Any] = {
+        fields: SearchFields = {
             "query": request.query,
             "app_name": request.app_name,
             "user_id": request.user_id,
@@ -240,10 +256,14 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "session_id": request.session_id,
             "types": list(request.types),
             "author": request.author,
+            "start_time": optional_time(request, "start_time"),
+            "end_time": optional_time(request, "end_time"),
         }
-        fields.update(time_range_fields(request))
         page = await self._search.search(
-            fields, page_size_requested=request.page_size, page_token=request.page_token
+            caller_of(context),
+            fields,
+            page_size_requested=request.page_size,
+            page_token=request.page_token,
         )
         response = session_service_pb2.SearchResponse()
         response.next_page_token = fill_page(response.hits, page, fill_search_hit)

@@ -14,8 +14,10 @@ __all__ = [
     "InvalidArgument",
     "LimitExceeded",
     "NotFound",
+    "PermissionDenied",
     "ServerShuttingDown",
     "StoreUnavailable",
+    "outside_scope",
     "session_already_exists",
     "session_not_found",
 ]
@@ -96,6 +98,12 @@ class LimitExceeded(DomainError):
         self.violations = [FieldViolation(field, description)]
 
 
+class PermissionDenied(DomainError):
+    """The caller may not do this: its scope does not reach the app it names."""
+
+    default_reason = "PERMISSION_DENIED"
+
+
 class StoreUnavailable(DomainError):
     """The database cannot be reached right now; the call may be retried."""
 
@@ -123,3 +131,9 @@ def session_already_exists(session_id: str) -> AlreadyExists:
         reason="SESSION_ALREADY_EXISTS",
         metadata={"session_id": session_id},
     )
+
+
+def outside_scope(app_name: str) -> PermissionDenied:
+    """What a caller gets for naming an app its scope does not reach. It says nothing about
+    whether that app has data."""
+    return PermissionDenied(f"the caller may not use app {app_name!r}", reason="APP_OUTSIDE_SCOPE")

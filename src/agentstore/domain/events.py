@@ -104,6 +104,8 @@ class AppendMessage(_Input):
     session_id: Identifier
     events: list[NewEvent]
     expected_last_seq: int | None = Field(default=None, ge=0)
+    # The request message's encoded size, checked against the limit before validation.
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

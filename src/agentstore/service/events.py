@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
 
+from agentstore.domain.callers import Caller
 from agentstore.domain.errors import DomainError, FieldViolation, InvalidArgument, LimitExceeded
 from agentstore.domain.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.events import AppendMessage, Event, EventFilter, SessionStats
@@ -23,6 +24,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
+from agentstore.service.requests import AppendFields, EventListFields
 from agentstore.service.validation import field_path, validate, validate_identifier
 from agentstore.store.events import EventRepository
 
@@ -75,7 +77,10 @@ class EventService:
         self._on_commit = on_commit
 
     async def append_stream(
-        self, requests: AsyncIterator[RequestT], decode: Callable[[RequestT], dict[str, Any]]
+        self,
+        caller: Caller,
+        requests: AsyncIterator[RequestT],
+        decode: Callable[[RequestT], AppendFields],
     ) -> AppendTotals:
         """Append every request message of a stream, each all-or-nothing and committed while
         the stream goes on. Messages that arrive while a commit is in flight are committed
@@ -90,7 +95,9 @@ class EventService:
                 batch, stopped = await _next_batch(queue)
                 await budget.release(sum(item.size_bytes for item in batch))
                 if batch:
-                    result = await self._repository.append([item.message for item in batch])
+                    result = await self._repository.append(
+                        caller.scope, [item.message for item in batch]
+                    )
                     for outcome in result.outcomes:
                         totals.appended += outcome.appended
                         totals.duplicates += outcome.duplicates
@@ -114,7 +121,7 @@ class EventService:
     async def _read(
         self,
         requests: AsyncIterator[RequestT],
-        decode: Callable[[RequestT], dict[str, Any]],
+        decode: Callable[[RequestT], AppendFields],
         queue: asyncio.Queue[_Validated | _Stopped],
         budget: _ByteBudget,
     ) -> None:
@@ -133,15 +140,15 @@ class EventService:
         else:
             await queue.put(_Stopped(None))
 
-    def _validate_message(self, request: dict[str, Any], index: int) -> _Validated:
+    def _validate_message(self, request: AppendFields, index: int) -> _Validated:
         limits = self._limits
-        size = request.pop("size_bytes", 0)
+        size = request["size_bytes"]
         if size > limits.max_message_bytes:
             raise LimitExceeded(
                 "events", f"the message is {size} bytes; the limit is {limits.max_message_bytes}",
                 reason="MESSAGE_TOO_LARGE", limit=limits.max_message_bytes,
             )  # fmt: skip
-        events = request.get("events", [])
+        events = request["events"]
         if len(events) > limits.max_events_per_message:
             raise LimitExceeded(
                 "events",
@@ -157,14 +164,19 @@ class EventService:
                     f"{limits.max_event_bytes}",
                     reason="EVENT_TOO_LARGE", limit=limits.max_event_bytes,
                 )  # fmt: skip
-            if not event.get("event_id"):
+            if not event["event_id"]:
                 event["event_id"] = new_uuid7()
         message = validate(AppendMessage, request, limits)
         _check_typed_data(message)
         return _Validated(message, size, index)
 
     async def list(
-        self, request: dict[str, Any], *, page_size_requested: int, page_token: str
+        self,
+        caller: Caller,
+        request: EventListFields,
+        *,
+        page_size_requested: int,
+        page_token: str,
     ) -> Page[Event]:
         event_filter = validate(EventFilter, request, self._limits)
         limit = page_size(page_size_requested, LIST_PAGE)
@@ -177,7 +189,9 @@ class EventService:
             if not 0 <= position[0] <= MAX_INT64:
                 raise InvalidArgument.of("page_token", "is malformed")
             after = position[0]
-        events = await self._repository.list_events(event_filter, after=after, limit=limit + 1)
+        events = await self._repository.list_events(
+            caller.scope, event_filter, after=after, limit=limit + 1
+        )
 
         def token_after(event: Event) -> str:
             return encode_page_token([event.seq], filters)
@@ -185,9 +199,9 @@ class EventService:
         next_token = token_after(events[limit - 1]) if len(events) > limit else ""
         return Page(events[:limit], next_token, token_after)
 
-    async def stats(self, session_id: str) -> SessionStats:
+    async def stats(self, caller: Caller, session_id: str) -> SessionStats:
         validate_identifier("session_id", session_id, self._limits)
-        return await self._repository.session_stats(session_id)
+        return await self._repository.session_stats(caller.scope, session_id)
 
 
 class _ByteBudget:

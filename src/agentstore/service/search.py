@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from agentstore.domain.callers import Caller
 from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.limits import Limits
 from agentstore.domain.search import CJK_RUN, SearchFilter, SearchHit, prepare_query, query_terms
@@ -18,6 +19,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
+from agentstore.service.requests import SearchFields
 from agentstore.service.validation import validate
 from agentstore.store.search import SearchCursor, SearchRepository, is_snapshot
 
@@ -33,7 +35,12 @@ class SearchService:
         self._limits = limits
 
     async def search(
-        self, request: dict[str, Any], *, page_size_requested: int, page_token: str
+        self,
+        caller: Caller,
+        request: SearchFields,
+        *,
+        page_size_requested: int,
+        page_token: str,
     ) -> Page[SearchHit]:
         search = validate(SearchFilter, request, self._limits)
         if not search.query.strip():
@@ -42,7 +49,12 @@ class SearchService:
         filters = search.model_dump(mode="json")
         after, snapshot = _continuation(decode_page_token(page_token, filters))
         page = await self._repository.search(
-            search, prepare_query(search.query), after=after, limit=limit + 1, snapshot=snapshot
+            caller.scope,
+            search,
+            prepare_query(search.query),
+            after=after,
+            limit=limit + 1,
+            snapshot=snapshot,
         )
 
         def token_after(hit: SearchHit) -> str:

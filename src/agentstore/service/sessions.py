@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from agentstore.domain.callers import Caller
 from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
@@ -22,6 +22,11 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
+from agentstore.service.requests import (
+    CreateSessionFields,
+    SessionListFields,
+    UpdateSessionFields,
+)
 from agentstore.service.validation import validate, validate_identifier
 from agentstore.store.sessions import SessionRepository
 
@@ -38,11 +43,12 @@ class SessionService:
         self._repository = repository
         self._limits = limits
 
-    async def create(self, request: dict[str, Any]) -> Session:
-        """Create a session from CreateSession's fields; raises `InvalidArgument` and
-        `AlreadyExists`."""
-        new = validate(NewSession, request, self._limits)
+    async def create(self, caller: Caller, request: CreateSessionFields) -> Session:
+        """Create a session; raises `InvalidArgument` and `AlreadyExists`."""
+        fields = {key: value for key, value in request.items() if value is not None}
+        new = validate(NewSession, fields, self._limits)
         return await self._repository.insert(
+            caller.scope,
             session_id=new.session_id or new_uuid7(),
             app_name=new.app_name,
             user_id=new.user_id,
@@ -53,13 +59,14 @@ class SessionService:
             ttl=new.ttl,
         )
 
-    async def get(self, session_id: str, *, with_state: bool = True) -> Session:
+    async def get(self, caller: Caller, session_id: str, *, with_state: bool = True) -> Session:
         self._check_id("session_id", session_id)
-        return await self._repository.get(session_id, with_state=with_state)
+        return await self._repository.get(caller.scope, session_id, with_state=with_state)
 
     async def list(
         self,
-        request: dict[str, Any],
+        caller: Caller,
+        request: SessionListFields,
         *,
         page_size_requested: int,
         page_token: str,
@@ -76,7 +83,7 @@ class SessionService:
             except (ValueError, IndexError, TypeError) as exc:
                 raise InvalidArgument.of("page_token", "is malformed") from exc
         sessions = await self._repository.list(
-            session_filter, after=after, limit=limit + 1, with_state=with_state
+            caller.scope, session_filter, after=after, limit=limit + 1, with_state=with_state
         )
 
         def token_after(session: Session) -> str:
@@ -85,9 +92,9 @@ class SessionService:
         next_token = token_after(sessions[limit - 1]) if len(sessions) > limit else ""
         return Page(sessions[:limit], next_token, token_after)
 
-    async def update(self, request: dict[str, Any]) -> Session:
+    async def update(self, caller: Caller, request: UpdateSessionFields) -> Session:
         """Apply UpdateSession; `request["fields"]` holds the paths to change."""
-        unknown = sorted(set(request.get("fields", ())) - UPDATABLE_FIELDS)
+        unknown = sorted(request["fields"] - UPDATABLE_FIELDS)
         if unknown:
             raise InvalidArgument.of(
                 "update_mask",
@@ -102,34 +109,34 @@ class SessionService:
             raise InvalidArgument.of("ttl", "cannot be combined with expire_time")
         if patch.expire_time is not None and patch.expire_time <= datetime.now(UTC):
             raise InvalidArgument.of("expire_time", "must be in the future")
-        return await self._repository.update(patch)
+        return await self._repository.update(caller.scope, patch)
 
-    async def delete(self, session_id: str, *, purge: bool) -> Session | None:
+    async def delete(self, caller: Caller, session_id: str, *, purge: bool) -> Session | None:
         """Soft-delete (returning the deleted session) or purge (returning None)."""
         self._check_id("session_id", session_id)
         if purge:
-            await self._repository.purge(session_id)
+            await self._repository.purge(caller.scope, session_id)
             return None
-        return await self._repository.soft_delete(session_id)
+        return await self._repository.soft_delete(caller.scope, session_id)
 
-    async def undelete(self, session_id: str) -> Session:
+    async def undelete(self, caller: Caller, session_id: str) -> Session:
         self._check_id("session_id", session_id)
-        return await self._repository.undelete(session_id)
+        return await self._repository.undelete(caller.scope, session_id)
 
-    async def delete_many(self, app_name: str, user_id: str, *, purge: bool) -> int:
+    async def delete_many(self, caller: Caller, app_name: str, user_id: str, *, purge: bool) -> int:
         self._check_id("app_name", app_name)
         if user_id:
             self._check_id("user_id", user_id)
-        return await self._repository.delete_many(app_name, user_id, purge=purge)
+        return await self._repository.delete_many(caller.scope, app_name, user_id, purge=purge)
 
-    async def store_stats(self, app_name: str) -> StoreStats:
+    async def store_stats(self, caller: Caller, app_name: str) -> StoreStats:
         if app_name:
             self._check_id("app_name", app_name)
-        return await self._repository.store_stats(app_name)
+        return await self._repository.store_stats(caller.scope, app_name)
 
     async def reap(self, *, expired_grace: timedelta, deleted_retention: timedelta | None) -> int:
         """Purge sessions expired longer than `expired_grace` ago and, when a retention is
-        given, sessions soft-deleted longer than it ago. Returns how many were purged."""
+        given, sessions soft-deleted longer than it ago, in every app. Returns how many."""
         purged = 0
         while (count := await self._repository.purge_expired(expired_grace, REAP_BATCH)) > 0:
             purged += count

@@ -18,12 +18,14 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
+from agentstore.domain.callers import Caller, Scope
+from agentstore.domain.errors import InvalidArgument, ServerShuttingDown, outside_scope
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
 from agentstore.live.hub import Batch, Hub, Subscription
 from agentstore.service.paging import MAX_INT64
+from agentstore.service.requests import StreamFields
 from agentstore.service.validation import validate
 from agentstore.store.events import EventRepository
 from agentstore.store.sessions import SessionRepository
@@ -107,37 +109,42 @@ class StreamService:
         self._limits = limits
         self._heartbeat_seconds = heartbeat_seconds
 
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[StreamMessage]:
+    async def stream(self, caller: Caller, request: StreamFields) -> AsyncIterator[StreamMessage]:
         """The messages of one StreamEvents call. Raises `InvalidArgument`, `NotFound`,
-        `LimitExceeded` (too many streams) and, on shutdown, `ServerShuttingDown`."""
+        `PermissionDenied` (a feed of an app outside the caller's scope), `LimitExceeded` (too
+        many streams) and, on shutdown, `ServerShuttingDown`."""
         wanted = validate(StreamRequest, request, self._limits)
         if bool(wanted.session_id) == bool(wanted.app_name):
             raise InvalidArgument.of(
                 "session_id", "give either session_id (one session) or app_name (a feed)"
             )
+        if wanted.app_name and not caller.scope.allows(wanted.app_name):
+            raise outside_scope(wanted.app_name)
         self._hub.open_stream()
         try:
             if wanted.session_id:
-                follow: Any = await self._session_follow(wanted)
+                follow: Any = await self._session_follow(caller.scope, wanted)
                 start: Any = wanted.after_seq
             else:
                 if wanted.after_seq:
                     raise InvalidArgument.of(
                         "after_seq", "is for one session; feeds resume by token"
                     )
-                follow = self._feed_follow(wanted)
+                follow = self._feed_follow(caller.scope, wanted)
                 start = _feed_position(wanted.resume_token)
             async for message in self._run(follow, start, wanted.follow):
                 yield message
         finally:
             self._hub.close_stream()
 
-    async def _session_follow(self, wanted: StreamRequest) -> _Follow[int]:
-        await self._sessions.get(wanted.session_id, with_state=False)  # NotFound unless live
+    async def _session_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[int]:
+        # NotFound unless live and in scope. The hub's live reads, shared by every follower of
+        # the session, need no scope of their own: the session's app never changes.
+        await self._sessions.get(scope, wanted.session_id, with_state=False)
         session_id, types = wanted.session_id, set(wanted.types)
 
         async def read(after: int, limit: int) -> list[tuple[int, Event]]:
-            events = await self._events.read_after(session_id, after, limit)
+            events = await self._events.read_after(scope, session_id, after, limit)
             return [(event.seq, event) for event in events]
 
         def message(rows: list[tuple[int, Event]], live: bool) -> StreamMessage:
@@ -150,12 +157,12 @@ class StreamService:
             lambda position: "",
         )  # fmt: skip
 
-    def _feed_follow(self, wanted: StreamRequest) -> _Follow[FeedPosition]:
-        scope = FeedScope(wanted.app_name, wanted.user_id, wanted.agent_id)
+    def _feed_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[FeedPosition]:
+        feed = FeedScope(wanted.app_name, wanted.user_id, wanted.agent_id)
         types = set(wanted.types)
 
         async def read(after: FeedPosition, limit: int) -> list[tuple[FeedPosition, Event]]:
-            return await self._events.read_feed(scope, after, limit)
+            return await self._events.read_feed(scope, feed, after, limit)
 
         def message(rows: list[tuple[FeedPosition, Event]], live: bool) -> StreamMessage:
             kept = [(p, e) for p, e in rows if not types or e.type in types]
@@ -167,7 +174,7 @@ class StreamService:
             )
 
         return _Follow(
-            read, lambda position: self._hub.follow_feed(scope, position), message, feed_token
+            read, lambda position: self._hub.follow_feed(feed, position), message, feed_token
         )
 
     async def _run(self, follow: _Follow[P], start: P, live: bool) -> AsyncIterator[StreamMessage]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -25,7 +26,7 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return path
 
 
-def validate(model: type[ModelT], data: dict[str, Any], limits: Limits) -> ModelT:
+def validate(model: type[ModelT], data: Mapping[str, Any], limits: Limits) -> ModelT:
     """`model` validated from `data` under `limits`; raises `InvalidArgument` listing every
     bad field by its request path (for example `events[3].event_id`)."""
     try:

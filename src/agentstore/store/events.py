@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentstore.domain.callers import Scope
 from agentstore.domain.errors import (
     DomainError,
     ExpectationFailed,
@@ -69,17 +70,17 @@ class EventRepository:
         self._database = database
         self._limits = limits
 
-    async def append(self, messages: list[AppendMessage]) -> AppendResult:
+    async def append(self, scope: Scope, messages: list[AppendMessage]) -> AppendResult:
         """Write the messages in order in one transaction, up to the first that cannot be
-        written (see append_events in queries/events.sql). Every event must have its
-        `event_id` set."""
+        written (see append_events in queries/events.sql); a session outside `scope` is not
+        found. Every event must have its `event_id` set."""
         try:
-            rows = await self._append_retrying(messages)
+            rows = await self._append_retrying(scope, messages)
         except InvalidArgument as exc:
             # A merged state would pass the limit, and the statement wrote nothing.
             if len(messages) == 1:
                 return AppendResult([], exc)
-            return await self._append_one_by_one(messages)
+            return await self._append_one_by_one(scope, messages)
         result = AppendResult([])
         for row in rows:
             if row["failure"] is not None:
@@ -96,10 +97,12 @@ class EventRepository:
             )
         return result
 
-    async def _append_retrying(self, messages: list[AppendMessage]) -> list[dict[str, Any]]:
+    async def _append_retrying(
+        self, scope: Scope, messages: list[AppendMessage]
+    ) -> list[dict[str, Any]]:
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                return await self._append_once(messages)
+                return await self._append_once(scope, messages)
             except EventIdTaken:
                 # Another writer stored one of these event ids while this append waited for
                 # the session lock: a new statement sees it and counts it as a duplicate.
@@ -107,7 +110,9 @@ class EventRepository:
                     raise
         raise AssertionError("unreachable")
 
-    async def _append_once(self, messages: list[AppendMessage]) -> list[dict[str, Any]]:
+    async def _append_once(
+        self, scope: Scope, messages: list[AppendMessage]
+    ) -> list[dict[str, Any]]:
         header: list[dict[str, Any]] = []
         rows: list[str] = []
         number = 0
@@ -124,6 +129,7 @@ class EventRepository:
                 number += 1
                 rows.append(_event_json(index, number, event))
         params = {
+            "apps": scope.app_names,
             "messages": _SCALARS_JSON.encode(header),
             "events": "[" + ",".join(rows) + "]",
             "max_state_bytes": self._limits.max_state_bytes,
@@ -132,10 +138,10 @@ class EventRepository:
             cursor = await connection.execute(APPEND_EVENTS, params)
             return await cursor.fetchall()
 
-    async def _append_one_by_one(self, messages: list[AppendMessage]) -> AppendResult:
+    async def _append_one_by_one(self, scope: Scope, messages: list[AppendMessage]) -> AppendResult:
         result = AppendResult([])
         for message in messages:
-            single = await self.append([message])
+            single = await self.append(scope, [message])
             result.outcomes.extend(single.outcomes)
             if single.failure is not None:
                 result.failure = single.failure
@@ -143,11 +149,12 @@ class EventRepository:
         return result
 
     async def list_events(
-        self, event_filter: EventFilter, *, after: int | None, limit: int
+        self, scope: Scope, event_filter: EventFilter, *, after: int | None, limit: int
     ) -> list[Event]:
         """A session's events matching the filter, in seq order (or reversed), strictly after
         the cursor `after` (a seq) in that order. Raises `NotFound` unless the session is live."""
         params = {
+            "apps": scope.app_names,
             "session_id": event_filter.session_id,
             "after_seq": event_filter.after_seq,
             "before_seq": event_filter.before_seq,
@@ -163,29 +170,39 @@ class EventRepository:
         }
         statement = LIST_EVENTS_DESCENDING if event_filter.descending else LIST_EVENTS_ASCENDING
         async with self._database.connection() as connection:
-            live = await connection.execute(SELECT_LIVE_SESSION, {"id": event_filter.session_id})
+            live = await connection.execute(
+                SELECT_LIVE_SESSION, {"apps": scope.app_names, "id": event_filter.session_id}
+            )
             if await live.fetchone() is None:
                 raise session_not_found(event_filter.session_id)
             # Unprepared: see list_events in queries/events.sql.
             rows = await fetch_tuples(connection, statement, params, prepare=False)
         return [event_from_row(row) for row in rows]
 
-    async def read_after(self, session_id: str, after_seq: int, limit: int) -> list[Event]:
+    async def read_after(
+        self, scope: Scope, session_id: str, after_seq: int, limit: int
+    ) -> list[Event]:
         """Up to `limit` events of a session with seq > `after_seq`, in order."""
-        params = {"session_id": session_id, "after_seq": after_seq, "limit": limit}
+        params = {
+            "apps": scope.app_names,
+            "session_id": session_id,
+            "after_seq": after_seq,
+            "limit": limit,
+        }
         async with self._database.connection() as connection:
             rows = await fetch_tuples(connection, READ_AFTER, params)
         return [event_from_row(row) for row in rows]
 
     async def read_feed(
-        self, scope: FeedScope, after: FeedPosition, limit: int
+        self, scope: Scope, feed: FeedScope, after: FeedPosition, limit: int
     ) -> list[tuple[FeedPosition, Event]]:
-        """Up to `limit` events of the scope after `after`, in commit order, each with its
+        """Up to `limit` events of the feed after `after`, in commit order, each with its
         feed position."""
         params = {
-            "app_name": scope.app_name,
-            "user_id": scope.user_id,
-            "agent_id": scope.agent_id,
+            "apps": scope.app_names,
+            "app_name": feed.app_name,
+            "user_id": feed.user_id,
+            "agent_id": feed.agent_id,
             "after_tx": str(after[0]),
             "after_position": after[1],
             "limit": limit,
@@ -206,9 +223,10 @@ class EventRepository:
             row = await cursor.fetchone()
         return None if row is None else (row["newest"], row["next"])
 
-    async def session_stats(self, session_id: str) -> SessionStats:
+    async def session_stats(self, scope: Scope, session_id: str) -> SessionStats:
+        params = {"apps": scope.app_names, "id": session_id}
         async with self._database.connection() as connection:
-            cursor = await connection.execute(SELECT_SESSION_STATS, {"id": session_id})
+            cursor = await connection.execute(SELECT_SESSION_STATS, params)
             row = await cursor.fetchone()
         if row is None:
             raise session_not_found(session_id)

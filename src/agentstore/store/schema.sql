@@ -152,6 +152,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT delete_time IS NULL AND (expire_time IS NULL OR expire_time > now())
 $$;
 
+-- Whether a caller whose scope is `apps` may touch data of `app_name`: null is every app.
+CREATE FUNCTION in_scope(app_name text, apps text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT apps IS NULL OR app_name = ANY(apps)
+$$;
+
 -- How many events a session holds: every event ever appended (none is ever removed).
 CREATE FUNCTION session_event_count(last_seq bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentstore.domain.callers import Scope
 from agentstore.domain.search import SearchFilter, SearchHit
 from agentstore.store.database import Database, fetch_tuples
 from agentstore.store.events import EVENT_COLUMNS, event_from_row
@@ -53,6 +54,7 @@ class SearchRepository:
 
     async def search(
         self,
+        scope: Scope,
         search: SearchFilter,
         prepared_query: str,
         *,
@@ -64,6 +66,7 @@ class SearchRepository:
         filter, strictly after the cursor, among the events `snapshot` (see is_snapshot) saw
         when given. The page's snapshot is that one, or the statement's own."""
         params: dict[str, Any] = {
+            "apps": scope.app_names,
             "query": prepared_query,
             "app_name": search.app_name,
             "user_id": search.user_id,

@@ -7,9 +7,11 @@ from typing import Any, LiteralString
 
 from psycopg.types.json import Jsonb
 
+from agentstore.domain.callers import Scope
 from agentstore.domain.errors import (
     AlreadyExists,
     ExpectationFailed,
+    outside_scope,
     session_not_found,
 )
 from agentstore.domain.limits import Limits
@@ -63,8 +65,9 @@ def session_from_row(row: dict[str, Any]) -> Session:
 
 
 class SessionRepository:
-    """Reads and writes sessions. Methods raise `NotFound` for sessions that are missing,
-    soft-deleted or expired, `InvalidArgument` for a state or metadata over its limit, and
+    """Reads and writes sessions, only those of the apps in the `scope` each method is given.
+    Methods raise `NotFound` for sessions that are missing, soft-deleted, expired or outside
+    the scope, `InvalidArgument` for a state or metadata over its limit, and
     `StoreUnavailable` when the database cannot be reached."""
 
     def __init__(self, database: Database, limits: Limits) -> None:
@@ -73,6 +76,7 @@ class SessionRepository:
 
     async def insert(
         self,
+        scope: Scope,
         *,
         session_id: str,
         app_name: str,
@@ -83,8 +87,10 @@ class SessionRepository:
         state: dict[str, Any],
         ttl: timedelta | None,
     ) -> Session:
-        """Raises `AlreadyExists` when the id is taken."""
+        """Raises `AlreadyExists` when the id is taken and `PermissionDenied` when the app is
+        outside `scope`."""
         params = {
+            "apps": scope.app_names,
             "id": session_id,
             "app_name": app_name,
             "user_id": user_id,
@@ -98,11 +104,12 @@ class SessionRepository:
         }
         async with self._database.connection(session_id=session_id) as connection:
             row = await _fetch_one(connection, INSERT_SESSION, params)
-        assert row is not None  # an INSERT without conflict returns its row
+        if row is None:
+            raise outside_scope(app_name)
         return session_from_row(row)
 
-    async def get(self, session_id: str, *, with_state: bool = True) -> Session:
-        params = {"id": session_id, "with_state": with_state}
+    async def get(self, scope: Scope, session_id: str, *, with_state: bool = True) -> Session:
+        params = {"apps": scope.app_names, "id": session_id, "with_state": with_state}
         async with self._database.connection() as connection:
             row = await _fetch_one(connection, SELECT_SESSION, params)
         if row is None:
@@ -111,6 +118,7 @@ class SessionRepository:
 
     async def list(
         self,
+        scope: Scope,
         session_filter: SessionFilter,
         *,
         after: SessionCursor | None,
@@ -120,6 +128,7 @@ class SessionRepository:
         """Sessions matching the filter, newest first by (create_time, id), strictly after the
         cursor."""
         params = {
+            "apps": scope.app_names,
             "app_name": session_filter.app_name,
             "user_id": session_filter.user_id,
             "agent_id": session_filter.agent_id,
@@ -136,11 +145,12 @@ class SessionRepository:
             rows = await cursor.fetchall()
         return [session_from_row(row) for row in rows]
 
-    async def update(self, patch: SessionPatch) -> Session:
+    async def update(self, scope: Scope, patch: SessionPatch) -> Session:
         """Apply the patch in one statement. Raises `ExpectationFailed` on a version mismatch
         and `InvalidArgument` when the merged state or the metadata would pass its limit."""
         fields = patch.fields
         params = {
+            "apps": scope.app_names,
             "id": patch.session_id,
             "set_status": "status" in fields,
             "status": patch.status.value if patch.status else None,
@@ -159,7 +169,9 @@ class SessionRepository:
             row = await _fetch_one(connection, UPDATE_SESSION, params)
             if row is None:
                 standing = await _fetch_one(
-                    connection, SELECT_SESSION_STANDING, {"id": patch.session_id}
+                    connection,
+                    SELECT_SESSION_STANDING,
+                    {"apps": scope.app_names, "id": patch.session_id},
                 )
         if row is not None:
             return session_from_row(row)
@@ -172,26 +184,29 @@ class SessionRepository:
             metadata={"current_version": str(standing["version"])},
         )
 
-    async def soft_delete(self, session_id: str) -> Session:
+    async def soft_delete(self, scope: Scope, session_id: str) -> Session:
+        params = {"apps": scope.app_names, "id": session_id}
         async with self._database.connection() as connection:
-            row = await _fetch_one(connection, SOFT_DELETE_SESSION, {"id": session_id})
+            row = await _fetch_one(connection, SOFT_DELETE_SESSION, params)
         if row is None:
             raise session_not_found(session_id)
         return session_from_row(row)
 
-    async def purge(self, session_id: str) -> None:
+    async def purge(self, scope: Scope, session_id: str) -> None:
         """Remove the session, live or not, and (by cascade) all its events."""
+        params = {"apps": scope.app_names, "id": session_id}
         async with self._database.connection() as connection:
-            cursor = await connection.execute(PURGE_SESSION, {"id": session_id})
+            cursor = await connection.execute(PURGE_SESSION, params)
         if cursor.rowcount == 0:
             raise session_not_found(session_id)
 
-    async def undelete(self, session_id: str) -> Session:
+    async def undelete(self, scope: Scope, session_id: str) -> Session:
+        params = {"apps": scope.app_names, "id": session_id}
         async with self._database.connection() as connection:
-            row = await _fetch_one(connection, UNDELETE_SESSION, {"id": session_id})
+            row = await _fetch_one(connection, UNDELETE_SESSION, params)
             if row is not None:
                 return session_from_row(row)
-            standing = await _fetch_one(connection, SELECT_SESSION_STANDING, {"id": session_id})
+            standing = await _fetch_one(connection, SELECT_SESSION_STANDING, params)
         if standing is None:
             raise session_not_found(session_id)
         raise AlreadyExists(
@@ -200,16 +215,18 @@ class SessionRepository:
             metadata={"session_id": session_id},
         )
 
-    async def delete_many(self, app_name: str, user_id: str, *, purge: bool) -> int:
+    async def delete_many(self, scope: Scope, app_name: str, user_id: str, *, purge: bool) -> int:
         """Soft-delete (or purge) the sessions of an app, or of one of its users."""
         statement = PURGE_SESSIONS if purge else SOFT_DELETE_SESSIONS
+        params = {"apps": scope.app_names, "app_name": app_name, "user_id": user_id}
         async with self._database.connection() as connection:
-            cursor = await connection.execute(statement, {"app_name": app_name, "user_id": user_id})
+            cursor = await connection.execute(statement, params)
         return cursor.rowcount
 
-    async def store_stats(self, app_name: str) -> StoreStats:
+    async def store_stats(self, scope: Scope, app_name: str) -> StoreStats:
+        params = {"apps": scope.app_names, "app_name": app_name}
         async with self._database.connection() as connection:
-            row = await _fetch_one(connection, STORE_STATS, {"app_name": app_name})
+            row = await _fetch_one(connection, STORE_STATS, params)
         assert row is not None  # an aggregate always has its row
         return StoreStats(
             total_sessions=row["total_sessions"],
@@ -221,7 +238,8 @@ class SessionRepository:
         )
 
     async def purge_expired(self, grace: timedelta, batch: int) -> int:
-        """Purge up to `batch` sessions that expired more than `grace` ago."""
+        """Purge up to `batch` sessions that expired more than `grace` ago, in every app (the
+        reaper acts for the store itself)."""
         async with self._database.connection() as connection:
             cursor = await connection.execute(PURGE_EXPIRED, {"grace": grace, "batch": batch})
         return cursor.rowcount

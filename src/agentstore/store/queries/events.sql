@@ -1,5 +1,6 @@
 -- Statements about the event log. Shared rules are SQL functions of schema.sql:
--- session_is_live(), session_event_count(), within_limit(), merge_state(), add_counts().
+-- session_is_live(), session_event_count(), within_limit(), merge_state(), add_counts(),
+-- in_scope() (every statement a caller's request runs takes its scope as %(apps)s).
 
 -- name: append_events
 -- A whole batch of append messages in one statement: one round trip and one transaction (the
@@ -31,7 +32,8 @@ WITH msg AS (
 ), locked AS (
     SELECT id, app_name, user_id, last_seq, state,
            session_is_live(delete_time, expire_time) AS live
-    FROM sessions WHERE id IN (SELECT session_id FROM msg)
+    FROM sessions
+    WHERE id IN (SELECT session_id FROM msg) AND in_scope(app_name, %(apps)s)
     ORDER BY id
     FOR UPDATE
 ), ev AS (
@@ -142,7 +144,8 @@ WHERE judged.message <= (SELECT message FROM cutoff)
 ORDER BY judged.message;
 
 -- name: select_live_session
-SELECT 1 FROM sessions WHERE id = %(id)s AND session_is_live(delete_time, expire_time);
+SELECT 1 FROM sessions
+WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
 
 -- name: list_events
 -- A session's events matching the filters (empty ones match everything), strictly after the
@@ -171,7 +174,7 @@ LIMIT %(limit)s;
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
        content_role, content_text, data, actions, metadata, create_time
 FROM events
-WHERE session_id = %(session_id)s AND seq > %(after_seq)s
+WHERE session_id = %(session_id)s AND seq > %(after_seq)s AND in_scope(app_name, %(apps)s)
 ORDER BY seq LIMIT %(limit)s;
 
 -- name: read_feed
@@ -183,7 +186,7 @@ SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_i
        content_role, content_text, data, actions, metadata, create_time,
        tx_id::text AS tx_id
 FROM events
-WHERE app_name = %(app_name)s
+WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
   AND (tx_id, position) > (%(after_tx)s::xid8, %(after_position)s)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (%(user_id)s = '' OR user_id = %(user_id)s)
@@ -208,4 +211,5 @@ LIMIT 1;
 -- name: select_session_stats
 SELECT session_event_count(last_seq) AS event_count, events_by_type, events_by_author,
        events_by_role, text_chars, first_event_time, last_event_time
-FROM sessions WHERE id = %(id)s AND session_is_live(delete_time, expire_time);
+FROM sessions
+WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);

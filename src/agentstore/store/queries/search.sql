@@ -12,6 +12,7 @@ WITH candidates AS (
     SELECT e.* FROM events AS e
     WHERE e.search_vector @@ websearch_to_tsquery('english', %(query)s)
       AND (%(app_name)s = '' OR e.app_name = %(app_name)s)
+      AND in_scope(e.app_name, %(apps)s)
       AND (%(user_id)s = '' OR e.user_id = %(user_id)s)
       AND (%(agent_id)s = '' OR e.agent_id = %(agent_id)s)
       AND (%(session_id)s = '' OR e.session_id = %(session_id)s)

@@ -1,15 +1,17 @@
 -- Statements about the sessions table. Rules they share are SQL functions of schema.sql:
 -- session_is_live(), session_event_count(), within_limit() (the state and metadata size
--- measure) and merge_state().
+-- measure), merge_state() and in_scope(): every statement a caller's request runs takes the
+-- caller's scope as %(apps)s (null: every app) and touches nothing outside it.
 
 -- name: insert_session
 -- A new session; AS001 (within_limit) when state or metadata is too large,
--- sessions_pkey when the id is taken.
+-- sessions_pkey when the id is taken, no row when its app is outside the scope.
 INSERT INTO sessions (id, app_name, user_id, agent_id, status, metadata, state, expire_time)
-VALUES (%(id)s, %(app_name)s, %(user_id)s, %(agent_id)s, %(status)s,
-        within_limit(%(metadata)s, %(max_metadata_bytes)s, 'metadata'),
-        within_limit(%(state)s, %(max_state_bytes)s, 'state'),
-        now() + %(ttl)s::interval)
+SELECT %(id)s, %(app_name)s, %(user_id)s, %(agent_id)s, %(status)s,
+       within_limit(%(metadata)s, %(max_metadata_bytes)s, 'metadata'),
+       within_limit(%(state)s, %(max_state_bytes)s, 'state'),
+       now() + %(ttl)s::interval
+WHERE in_scope(%(app_name)s, %(apps)s)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
 -- name: select_session
@@ -19,12 +21,13 @@ SELECT id, app_name, user_id, agent_id, status, metadata,
        session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
        delete_time
 FROM sessions
-WHERE id = %(id)s AND session_is_live(delete_time, expire_time);
+WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
+  AND in_scope(app_name, %(apps)s);
 
 -- name: select_session_standing
 -- Why a statement on a session changed nothing: its version, and whether it is live.
 SELECT version, session_is_live(delete_time, expire_time) AS live
-FROM sessions WHERE id = %(id)s;
+FROM sessions WHERE id = %(id)s AND in_scope(app_name, %(apps)s);
 
 -- name: list_sessions
 -- Sessions newest first by (create_time, id), strictly after the cursor when one is given.
@@ -36,6 +39,7 @@ SELECT id, app_name, user_id, agent_id, status, metadata,
        delete_time
 FROM sessions
 WHERE (%(app_name)s = '' OR app_name = %(app_name)s)
+  AND in_scope(app_name, %(apps)s)
   AND (%(user_id)s = '' OR user_id = %(user_id)s)
   AND (%(agent_id)s = '' OR agent_id = %(agent_id)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -63,17 +67,19 @@ UPDATE sessions SET
     version = version + 1,
     update_time = now()
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
+  AND in_scope(app_name, %(apps)s)
   AND (%(expected_version)s::bigint IS NULL OR version = %(expected_version)s::bigint)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
 -- name: soft_delete_session
 UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
+  AND in_scope(app_name, %(apps)s)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
 -- name: purge_session
 -- The session, live or not, and (by cascade) its events.
-DELETE FROM sessions WHERE id = %(id)s;
+DELETE FROM sessions WHERE id = %(id)s AND in_scope(app_name, %(apps)s);
 
 -- name: undelete_session
 -- Also lifts an expiry that has passed: otherwise the session would stay invisible.
@@ -83,25 +89,28 @@ UPDATE sessions SET
     update_time = now(),
     version = version + 1
 WHERE id = %(id)s AND NOT session_is_live(delete_time, expire_time)
+  AND in_scope(app_name, %(apps)s)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
 -- name: soft_delete_sessions
 -- The live sessions of an app, or of one of its users when user_id is not empty.
 UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
 WHERE app_name = %(app_name)s AND (%(user_id)s = '' OR user_id = %(user_id)s)
-  AND session_is_live(delete_time, expire_time);
+  AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
 
 -- name: purge_sessions
 -- Every session of an app, or of one of its users when user_id is not empty.
 DELETE FROM sessions
-WHERE app_name = %(app_name)s AND (%(user_id)s = '' OR user_id = %(user_id)s);
+WHERE app_name = %(app_name)s AND (%(user_id)s = '' OR user_id = %(user_id)s)
+  AND in_scope(app_name, %(apps)s);
 
 -- name: store_stats
--- Counts over the sessions of one app, or of the store when app_name is empty.
+-- Counts over the sessions of one app, or of every app in scope when app_name is empty.
 WITH scoped AS (
     SELECT status, last_seq, delete_time, expire_time,
            session_is_live(delete_time, expire_time) AS live
-    FROM sessions WHERE %(app_name)s = '' OR app_name = %(app_name)s
+    FROM sessions
+    WHERE (%(app_name)s = '' OR app_name = %(app_name)s) AND in_scope(app_name, %(apps)s)
 ), by_status AS (
     SELECT status, count(*) AS n FROM scoped WHERE live GROUP BY status
 )
@@ -116,7 +125,8 @@ SELECT (SELECT count(*) FROM scoped) AS total_sessions,
            AS active_sessions_by_status;
 
 -- name: purge_expired
--- The reaper: one batch at a time, skipping rows another replica is already deleting.
+-- The reaper, which acts for the store itself in every app: one batch at a time, skipping
+-- rows another replica is already deleting.
 WITH doomed AS (
     SELECT id FROM sessions
     WHERE expire_time < now() - %(grace)s::interval
