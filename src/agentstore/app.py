@@ -1,17 +1,16 @@
 """The composition root: builds the layers, and owns the server's lifecycle.
 
-Start: database (embedded if no URL) -> migrations -> pool (waits until it answers) -> gRPC
-server with health SERVING. Stop (SIGTERM/SIGINT): health NOT_SERVING -> stop accepting and
-drain in-flight calls -> background tasks -> pool -> embedded database."""
+Start: database (embedded if no URL) -> migrations -> pool (waits until it answers) -> the
+store's own start-up checks -> live fan-out (listener connected) -> gRPC server with health
+SERVING. Stop (SIGTERM/SIGINT): health NOT_SERVING -> streams told to end -> stop accepting
+and drain in-flight calls -> every background task -> pool -> embedded database."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 
 import grpc
 import psycopg
@@ -22,9 +21,9 @@ from psycopg_pool import PoolTimeout
 
 from agentstore.api.decoding import add_service
 from agentstore.api.servicer import SessionServicer
+from agentstore.background import BackgroundTasks
 from agentstore.config import Settings
 from agentstore.domain.callers import EVERY_APP
-from agentstore.domain.events import Event
 from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
 from agentstore.service.events import EventService
@@ -33,6 +32,7 @@ from agentstore.service.sessions import SessionService
 from agentstore.service.streams import StreamService
 from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
+from agentstore.store.errors import StoreNotReady
 from agentstore.store.events import EventRepository
 from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.notifications import Listener, notify
@@ -44,7 +44,9 @@ __all__ = ["AgentStoreServer", "StartupError", "migrate", "serve"]
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class StartupError(RuntimeError):
@@ -61,114 +63,63 @@ class AgentStoreServer:
         self._database: Database | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks()
         self._hub: Hub | None = None
 
     async def start(self) -> None:
-        """Start everything; on failure, stop what was started and re-raise."""
+        """Start everything; on failure, stop what was started and raise `StartupError`."""
         try:
             await self._start()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except BaseException as exc:
             await self.stop()
-            raise StartupError(f"cannot reach the database: {exc}".strip()) from exc
-        except MigrationError as exc:
-            await self.stop()
-            raise StartupError(str(exc)) from exc
-        except TimeoutError as exc:
-            await self.stop()
-            raise StartupError("the database did not answer the listener in time") from exc
-        except BaseException:
-            await self.stop()
-            raise
+            error = _startup_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def _start(self) -> None:
         settings = self.settings
         conninfo = await self._database_url()
         await apply_migrations(conninfo)
-        self._database = Database(
+        self._database = database = Database(
             conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
-        await self._database.open(settings.database_timeout.total_seconds())
-        database = self._database
-        session_repository = SessionRepository(database, settings.limits)
-        event_repository = EventRepository(database, settings.limits)
-        if (foreign := await event_repository.foreign_tx_id()) is not None:
-            raise StartupError(
-                f"the events table holds transaction ids from another PostgreSQL cluster (up to"
-                f" {foreign[0]}; this one is at {foreign[1]}), as after restoring a logical dump:"
-                " feeds and search would hide those events. Reset them with"
-                " `UPDATE events SET tx_id = '3'` (docs/operations.md, 'Moving the database')"
-                " and start again"
-            )
-        self._hub = Hub(
-            _session_reader(event_repository),
-            functools.partial(event_repository.read_feed, EVERY_APP),
+        await database.open(settings.database_timeout.total_seconds())
+        sessions = SessionRepository(database, settings.limits)
+        events = EventRepository(database, settings.limits)
+        await events.check_transaction_ids()
+        self._hub = hub = Hub(
+            functools.partial(events.read_after, EVERY_APP),
+            functools.partial(events.read_feed, EVERY_APP),
+            tasks=self._tasks,
             buffer_batches=settings.follower_buffer,
             max_streams=settings.max_streams,
         )
-        doorbell = Doorbell(self._hub, lambda doorbells: notify(database, doorbells))
-        listener = Listener(conninfo, self._hub.ring, self._hub.ring_all)
-        sessions = SessionService(session_repository, settings.limits)
-        events = EventService(event_repository, settings.limits, on_commit=doorbell.ring)
-        search = SearchService(
-            SearchRepository(database, candidates=settings.search_candidates), settings.limits
-        )
-        streams = StreamService(
-            session_repository, event_repository, self._hub, settings.limits,
-            heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
+        doorbell = Doorbell(hub, functools.partial(notify, database), self._tasks)
+        await self._start_listening(conninfo, hub)
+        session_service = SessionService(sessions, settings.limits)
+        servicer = SessionServicer(
+            session_service,
+            EventService(events, settings.limits, on_commit=doorbell.ring),
+            SearchService(
+                SearchRepository(database, candidates=settings.search_candidates),
+                settings.limits,
+            ),
+            StreamService(
+                sessions, events, hub, settings.limits,
+                heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
+            ),
         )  # fmt: skip
-        self._tasks.append(asyncio.create_task(listener.run(), name="listener"))
-        self._tasks.append(
-            asyncio.create_task(
-                self._hub.poll(settings.live_poll_interval.total_seconds()), name="live-poll"
-            )
+        self._server = await self._serve(servicer)
+        await self._set_health(SERVING)
+        self._tasks.every(
+            settings.reaper_interval.total_seconds(),
+            functools.partial(self._reap, session_service),
+            name="reaper",
         )
-        await asyncio.wait_for(listener.connected.wait(), settings.database_timeout.total_seconds())
-
-        # gRPC refuses messages past twice our own limit outright; between the two, the
-        # service answers with details naming the limit.
-        receive_limit = 2 * settings.max_message_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", receive_limit),
-                # gRPC shares ports by default: a second server started by mistake on a port
-                # would silently take half of the connections. Refuse instead.
-                ("grpc.so_reuseport", 0),
-            ]
+        self._tasks.every(
+            settings.health_check_interval.total_seconds(), self._check_database, name="health"
         )
-        add_service(
-            server,
-            session_service_pb2.DESCRIPTOR.services_by_name["SessionService"],
-            SessionServicer(sessions, events, search, streams),
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            [
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
-        try:
-            self.port = server.add_insecure_port(settings.listen)
-        except RuntimeError as exc:  # what grpc raises when it cannot bind
-            raise StartupError(f"cannot listen on {settings.listen}: {exc}") from exc
-        if self.port == 0:
-            raise StartupError(f"cannot listen on {settings.listen}")
-        self._server = server
-        await server.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._tasks += [
-            asyncio.create_task(
-                self._every(settings.reaper_interval.total_seconds(), lambda: self._reap(sessions)),
-                name="reaper",
-            ),
-            asyncio.create_task(
-                self._every(settings.health_check_interval.total_seconds(), self._check_database),
-                name="health",
-            ),
-        ]
         host = settings.listen.rpartition(":")[0]
         log.info(f"agentstore serving on {host}:{self.port}", extra={"port": self.port})
 
@@ -178,10 +129,57 @@ class AgentStoreServer:
         self._embedded = EmbeddedPostgres(self.settings.data_dir)
         return await self._embedded.start()
 
+    async def _start_listening(self, conninfo: str, hub: Hub) -> None:
+        """The doorbell's LISTEN connection and the slow poll; returns once listening."""
+        listener = Listener(conninfo, hub.ring, hub.ring_all)
+        self._tasks.spawn(listener.run(), name="listener")
+        self._tasks.spawn(
+            hub.poll(self.settings.live_poll_interval.total_seconds()), name="live-poll"
+        )
+        timeout = self.settings.database_timeout.total_seconds()
+        await asyncio.wait_for(listener.connected.wait(), timeout)
+
+    async def _serve(self, servicer: SessionServicer) -> grpc.aio.Server:
+        # gRPC refuses messages past twice our own limit outright; between the two, the
+        # service answers with details naming the limit.
+        receive_limit = 2 * self.settings.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", receive_limit),
+                # gRPC shares ports by default: a second server started by mistake on a port
+                # would silently take half of the connections. Refuse instead.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        add_service(server, SERVICE, servicer)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [
+                SERVICE.full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        listen = self.settings.listen
+        try:
+            self.port = server.add_insecure_port(listen)
+        except RuntimeError as exc:  # what grpc raises when it cannot bind
+            raise StartupError(f"cannot listen on {listen}: {exc}") from exc
+        if self.port == 0:
+            raise StartupError(f"cannot listen on {listen}")
+        await server.start()
+        return server
+
     @property
     def open_streams(self) -> int:
         """StreamEvents calls being served now."""
         return self._hub.open_streams if self._hub is not None else 0
+
+    @property
+    def background_tasks(self) -> int:
+        """Tasks running besides calls (listener, poll, live channels, reaper, health)."""
+        return len(self._tasks)
 
     async def stop(self) -> None:
         """Stop gracefully; safe to call more than once and after a failed start."""
@@ -193,12 +191,7 @@ class AgentStoreServer:
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace.total_seconds())
             self._server = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._tasks.close()
         if self._database is not None:
             await self._database.close()
             self._database = None
@@ -208,16 +201,11 @@ class AgentStoreServer:
 
     async def _set_health(self, status: int) -> None:
         await self._health.set("", status)
-        await self._health.set(SERVICE_NAME, status)
+        await self._health.set(SERVICE.full_name, status)
 
     async def _check_database(self) -> None:
-        assert self._database is not None
-        serving = await self._database.ping()
-        await self._set_health(
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        assert self._database is not None  # the check runs only while serving
+        await self._set_health(SERVING if await self._database.ping() else NOT_SERVING)
 
     async def _reap(self, sessions: SessionService) -> None:
         purged = await sessions.reap(
@@ -227,16 +215,19 @@ class AgentStoreServer:
         if purged:
             log.info("reaper purged sessions", extra={"purged": purged})
 
-    @staticmethod
-    async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
-        """Run `job` every `interval` seconds until cancelled; a failing run is logged and the
-        next one still happens."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await job()
-            except Exception:
-                log.exception("background job failed")
+
+def _startup_error(exc: BaseException) -> BaseException:
+    """What start() raises for `exc`: a StartupError with a message for the operator, or
+    `exc` itself when it is not one an operator can fix (a bug, a cancellation)."""
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, psycopg.OperationalError | PoolTimeout):
+        return StartupError(f"cannot reach the database: {exc}".strip())
+    if isinstance(exc, MigrationError | StoreNotReady):
+        return StartupError(str(exc))
+    if isinstance(exc, TimeoutError):
+        return StartupError("the database did not answer the listener in time")
+    return exc
 
 
 async def serve(settings: Settings) -> None:
@@ -258,20 +249,10 @@ async def migrate(settings: Settings) -> int:
     embedded = None if settings.database_url else EmbeddedPostgres(settings.data_dir)
     try:
         conninfo = settings.database_url if embedded is None else await embedded.start()
-        assert conninfo is not None
+        assert conninfo is not None  # one of the two is always there
         return await apply_migrations(conninfo)
     except (psycopg.OperationalError, MigrationError) as exc:
         raise StartupError(f"cannot migrate: {exc}".strip()) from exc
     finally:
         if embedded is not None:
             await embedded.stop()
-
-
-def _session_reader(
-    repository: EventRepository,
-) -> Callable[[str, int, int], Awaitable[list[tuple[int, Event]]]]:
-    async def read(session_id: str, after_seq: int, limit: int) -> list[tuple[int, Event]]:
-        events = await repository.read_after(EVERY_APP, session_id, after_seq, limit)
-        return [(event.seq, event) for event in events]
-
-    return read

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from agentstore.background import BackgroundTasks
 from agentstore.domain.errors import DomainError
 from agentstore.live.hub import Hub
 
@@ -17,9 +18,13 @@ log = logging.getLogger(__name__)
 
 class Doorbell:
     def __init__(
-        self, hub: Hub, notify: Callable[[list[tuple[str, str]]], Awaitable[None]]
+        self,
+        hub: Hub,
+        notify: Callable[[list[tuple[str, str]]], Awaitable[None]],
+        tasks: BackgroundTasks,
     ) -> None:
         self._hub = hub
+        self._tasks = tasks
         self._notify = notify
         self._pending: set[tuple[str, str]] = set()
         self._sending: asyncio.Task[None] | None = None
@@ -30,7 +35,11 @@ class Doorbell:
             self._hub.ring(app_name, session_id)
         self._pending.update(appended)
         if self._sending is None or self._sending.done():
-            self._sending = asyncio.create_task(self._send())
+            try:
+                self._sending = self._tasks.spawn(self._send(), name="doorbell")
+            except RuntimeError:
+                # The server is stopping; the other replicas' poll will find the events.
+                self._pending.clear()
 
     async def _send(self) -> None:
         while self._pending:

@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from agentstore.background import BackgroundTasks
 from agentstore.domain.errors import DomainError, LimitExceeded
 from agentstore.domain.events import Event, FeedPosition, FeedScope
 
-__all__ = ["Batch", "Hub", "Subscription"]
+__all__ = ["Batch", "Delivery", "Hub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +38,75 @@ class Batch(Generic[P]):
     events: list[tuple[P, Event]]
 
 
-@dataclass(eq=False)
-class Subscription(Generic[P]):
-    """One follower's mailbox. `lagging` means batches were dropped because the follower did
-    not keep up: it must read the table from its own position."""
+@dataclass(frozen=True)
+class Delivery(Generic[P]):
+    """What a follower gets next: the events after its position, in order (possibly none,
+    when what arrived was already behind it); or `gap`: batches were dropped or missed, and
+    the follower must read the table from its position before asking again; or `closed`:
+    the hub is shutting down and the follower must end."""
 
-    channel: Channel[P]
-    queue: asyncio.Queue[Batch[P] | None]
-    lagging: bool = False
+    events: list[tuple[P, Event]] = field(default_factory=list)
+    gap: bool = False
     closed: bool = False
 
+
+_GAP: Delivery[Any] = Delivery(gap=True)
+_CLOSED: Delivery[Any] = Delivery(closed=True)
+
+
+class Subscription(Generic[P]):
+    """One follower's mailbox: the channel offers it batches, the follower takes them with
+    `next()`. A bounded queue: a follower that does not keep up has batches dropped, and is
+    told of the gap instead."""
+
+    def __init__(self, channel: Channel[P], buffer_batches: int) -> None:
+        self.channel: Channel[P] = channel
+        self._queue: asyncio.Queue[Batch[P] | None] = asyncio.Queue(buffer_batches)
+        self._lagging = False
+        self._closed = False
+
+    async def next(self, position: P, wait_seconds: float) -> Delivery[P]:
+        """The events after `position` from every batch queued (waiting for one), merged, so
+        a follower that is behind catches up in fewer, larger messages. Raises TimeoutError
+        after `wait_seconds` without any."""
+        if self._closed:
+            return _CLOSED
+        if self._lagging:
+            self._lagging = False
+            return _GAP
+        batch = await self._get(wait_seconds)
+        merged: list[tuple[P, Event]] = []
+        while batch is not None:
+            last = merged[-1][0] if merged else position
+            if batch.after > last:
+                # Events between where the follower stands and this batch never came here
+                # (read before it subscribed, or dropped): the table has them.
+                self._lagging = True
+                break
+            merged.extend((p, event) for p, event in batch.events if p > last)
+            batch = None if self._queue.empty() else self._queue.get_nowait()
+        return Delivery(merged)
+
+    async def _get(self, wait_seconds: float) -> Batch[P] | None:
+        # Not asyncio.wait_for: on Python 3.11 it starts a task per call, and this runs per
+        # delivery.
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        async with asyncio.timeout(wait_seconds):
+            return await self._queue.get()
+
     def offer(self, batch: Batch[P]) -> None:
-        if self.lagging or self.closed:
+        if self._lagging or self._closed:
             return
         try:
-            self.queue.put_nowait(batch)
+            self._queue.put_nowait(batch)
         except asyncio.QueueFull:
-            self.lagging = True
+            self._lagging = True
 
     def close(self) -> None:
-        self.closed = True
+        self._closed = True
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+            self._queue.put_nowait(None)  # wakes a follower waiting in next()
 
 
 @dataclass(eq=False)
@@ -107,14 +155,16 @@ class Hub:
 
     def __init__(
         self,
-        read_session: Callable[[str, int, int], Awaitable[list[tuple[int, Event]]]],
+        read_session: Callable[[str, int, int], Awaitable[list[Event]]],
         read_feed: Callable[
             [FeedScope, FeedPosition, int], Awaitable[list[tuple[FeedPosition, Event]]]
         ],
         *,
-        buffer_batches: int = 64,
-        max_streams: int = 10_000,
+        tasks: BackgroundTasks,
+        buffer_batches: int,
+        max_streams: int,
     ) -> None:
+        self._tasks = tasks
         self._read_session = read_session
         self._read_feed = read_feed
         self._buffer_batches = buffer_batches
@@ -141,8 +191,9 @@ class Hub:
         self._streams -= 1
 
     def follow_session(self, session_id: str, position: int) -> Subscription[int]:
-        def read(after: int, limit: int) -> Awaitable[list[tuple[int, Event]]]:
-            return self._read_session(session_id, after, limit)
+        async def read(after: int, limit: int) -> list[tuple[int, Event]]:
+            events = await self._read_session(session_id, after, limit)
+            return [(event.seq, event) for event in events]
 
         return self._subscribe(self._sessions, session_id, read, position)
 
@@ -162,9 +213,9 @@ class Hub:
         channel = channels.get(key)
         if channel is None:
             channel = Channel(read, position, forget=lambda: channels.pop(key, None))
-            channel.task = asyncio.create_task(channel.run(), name=f"live:{key}")
+            channel.task = self._tasks.spawn(channel.run(), name=f"live:{key}")
             channels[key] = channel
-        subscription = Subscription(channel, asyncio.Queue(self._buffer_batches))
+        subscription = Subscription(channel, self._buffer_batches)
         if self._closed:
             subscription.close()
         channel.subscribers.add(subscription)

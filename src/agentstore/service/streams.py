@@ -9,7 +9,6 @@ behind and had batches dropped, sends it back to the table."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +22,7 @@ from agentstore.domain.errors import InvalidArgument, ServerShuttingDown, outsid
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
-from agentstore.live.hub import Batch, Hub, Subscription
+from agentstore.live.hub import Hub, Subscription
 from agentstore.service.paging import MAX_INT64
 from agentstore.service.requests import StreamFields
 from agentstore.service.validation import validate
@@ -194,46 +193,24 @@ class StreamService:
                     yield message
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
             while True:
-                if subscription.closed:
+                try:
+                    delivery = await subscription.next(position, self._heartbeat_seconds)
+                except TimeoutError:
+                    yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
+                    continue
+                if delivery.closed:
                     raise ServerShuttingDown("the server is shutting down; reconnect")
-                if subscription.lagging:
-                    # Batches were dropped for this follower: the table has everything.
-                    subscription.lagging = False
+                if delivery.gap:
                     async for page_end, message in _table(follow, position):
                         position = page_end
                         if message.events:
                             yield message
-                    continue
-                try:
-                    batch = await _next_batch(subscription, self._heartbeat_seconds)
-                except TimeoutError:
-                    yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
-                    continue
-                # Whatever else is queued already goes into the same message: a follower that
-                # is behind catches up in fewer, larger messages.
-                merged: list[tuple[P, Event]] = []
-                while batch is not None:
-                    last = merged[-1][0] if merged else position
-                    if batch.after > last:
-                        subscription.lagging = True  # a gap: the table will fill it
-                        break
-                    merged.extend((p, event) for p, event in batch.events if p > last)
-                    batch = None if subscription.queue.empty() else subscription.queue.get_nowait()
-                if merged:
-                    position = merged[-1][0]
-                    if (message := follow.message(merged, True)).events:
+                elif delivery.events:
+                    position = delivery.events[-1][0]
+                    if (message := follow.message(delivery.events, True)).events:
                         yield message
         finally:
             self._hub.unfollow(subscription)
-
-
-async def _next_batch(subscription: Subscription[P], wait_seconds: float) -> Batch[P] | None:
-    """The follower's next batch; TimeoutError after `wait_seconds` without one. Not
-    asyncio.wait_for: on Python 3.11 it starts a task per call, and this runs per delivery."""
-    if not subscription.queue.empty():
-        return subscription.queue.get_nowait()
-    async with asyncio.timeout(wait_seconds):
-        return await subscription.queue.get()
 
 
 async def _table(follow: _Follow[P], position: P) -> AsyncIterator[tuple[P, StreamMessage]]:

@@ -20,10 +20,14 @@ from agentstore.domain.errors import (
     session_not_found,
 )
 
-__all__ = ["DOCUMENT_TOO_LARGE", "EventIdTaken", "translate"]
+__all__ = ["DOCUMENT_TOO_LARGE", "EventIdTaken", "StoreNotReady", "translate"]
 
 # Raised by within_limit() (schema.sql); the error's COLUMN names the request field.
 DOCUMENT_TOO_LARGE = "AS001"
+
+
+class StoreNotReady(Exception):
+    """The database cannot be served as it is; the message says what the operator can do."""
 
 
 class EventIdTaken(ConcurrentWrite):

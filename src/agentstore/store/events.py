@@ -30,7 +30,7 @@ from agentstore.domain.events import (
 )
 from agentstore.domain.limits import Limits
 from agentstore.store.database import Database, fetch_tuples
-from agentstore.store.errors import EventIdTaken
+from agentstore.store.errors import EventIdTaken, StoreNotReady
 from agentstore.store.queries import query
 
 __all__ = ["AppendResult", "EventRepository", "event_from_row"]
@@ -215,13 +215,20 @@ class EventRepository:
             for row, event in zip(rows, events, strict=True)
         ]
 
-    async def foreign_tx_id(self) -> tuple[str, str] | None:
-        """The newest tx_id of an event from another cluster (see select_foreign_tx_id), and
-        this cluster's next transaction id; None when there is none."""
+    async def check_transaction_ids(self) -> None:
+        """Raises `StoreNotReady` when events carry transaction ids from another cluster (see
+        select_foreign_tx_id): feeds and search would hide them."""
         async with self._database.connection() as connection:
             cursor = await connection.execute(SELECT_FOREIGN_TX_ID)
             row = await cursor.fetchone()
-        return None if row is None else (row["newest"], row["next"])
+        if row is not None:
+            raise StoreNotReady(
+                f"the events table holds transaction ids from another PostgreSQL cluster (up to"
+                f" {row['newest']}; this one is at {row['next']}), as after restoring a logical"
+                " dump: feeds and search would hide those events. Reset them with"
+                " `UPDATE events SET tx_id = '3'` (docs/operations.md, 'Moving the database')"
+                " and start again"
+            )
 
     async def session_stats(self, scope: Scope, session_id: str) -> SessionStats:
         params = {"apps": scope.app_names, "id": session_id}
