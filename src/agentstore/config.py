@@ -13,7 +13,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from agentstore.domain.limits import MAX_EVENT_BYTES, Limits
+from agentstore.domain.limits import (
+    DEFAULT_LIMITS,
+    Count,
+    DocumentBytes,
+    EventBytes,
+    IdLength,
+    Limits,
+)
 
 __all__ = ["ENV_PREFIX", "Settings", "default_data_dir", "env_name", "flag_name"]
 
@@ -44,7 +51,7 @@ def _parse_size(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
-ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=1)]
+SizeText = BeforeValidator(_parse_size)
 
 
 def default_data_dir() -> Path:
@@ -92,23 +99,28 @@ class Settings(BaseModel):
         default=None,
         description="purge soft-deleted sessions this long after deletion (unset: keep them)",
     )
-    max_id_length: int = Field(default=128, ge=1, le=1024, description="longest id or name")
-    max_metadata_bytes: ByteSize = Field(
-        default=256 * 1024, description="largest metadata (as JSON) of a session or event"
+    max_id_length: IdLength = Field(
+        default=DEFAULT_LIMITS.max_id_length, description="longest id or name"
     )
-    max_state_bytes: ByteSize = Field(
-        default=256 * 1024, description="largest session state (as JSON)"
+    max_metadata_bytes: Annotated[DocumentBytes, SizeText] = Field(
+        default=DEFAULT_LIMITS.max_metadata_bytes,
+        description="largest session metadata (as JSON text, see Session.state in the proto)",
     )
-    max_event_bytes: ByteSize = Field(
-        default=1024 * 1024,
-        le=MAX_EVENT_BYTES,
+    max_state_bytes: Annotated[DocumentBytes, SizeText] = Field(
+        default=DEFAULT_LIMITS.max_state_bytes,
+        description="largest session state (as JSON text, see Session.state in the proto)",
+    )
+    max_event_bytes: Annotated[EventBytes, SizeText] = Field(
+        default=DEFAULT_LIMITS.max_event_bytes,
         description="largest event (encoded) in an append; at most 3MiB",
     )
-    max_events_per_message: int = Field(
-        default=1000, ge=1, description="most events in one AppendEvents request message"
+    max_events_per_message: Count = Field(
+        default=DEFAULT_LIMITS.max_events_per_message,
+        description="most events in one AppendEvents request message",
     )
-    max_message_bytes: ByteSize = Field(
-        default=16 * 1024 * 1024, description="largest AppendEvents request message (encoded)"
+    max_message_bytes: Annotated[DocumentBytes, SizeText] = Field(
+        default=DEFAULT_LIMITS.max_message_bytes,
+        description="largest AppendEvents request message (encoded)",
     )
     max_streams: int = Field(
         default=10_000, ge=1, description="most StreamEvents calls open at once on this server"

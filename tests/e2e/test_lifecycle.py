@@ -98,9 +98,13 @@ async def test_sigterm_reports_not_serving_drains_in_flight_calls_and_exits_zero
     assert b"agentstore stopped" in server.log
 
 
-async def wait_for_lock_waiter(url: str) -> None:
-    """Return once some backend waits for a row lock: the update has reached the database."""
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+async def wait_for_lock_waiter(url: str, within: float = 30.0) -> None:
+    """Return once some backend waits for a row lock: the update has reached the database.
+    PostgreSQL has no event for that, so look every few milliseconds, for `within` seconds."""
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as connection,
+        asyncio.timeout(within),
+    ):
         while True:
             cursor = await connection.execute(
                 "SELECT count(*) FROM pg_stat_activity"
@@ -109,6 +113,7 @@ async def wait_for_lock_waiter(url: str) -> None:
             row = await cursor.fetchone()
             if row is not None and row[0] > 0:
                 return
+            await asyncio.sleep(0.005)
 
 
 async def test_an_unreachable_database_stops_start_up_with_a_clear_message() -> None:

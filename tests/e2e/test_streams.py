@@ -294,9 +294,10 @@ async def wait_for_no_streams(server: AgentStoreServer, stub: SessionServiceStub
 async def test_cancel_and_deadline_free_the_stream(
     server: AgentStoreServer, stub: SessionServiceStub, session_id: str
 ) -> None:
+    await wait_for_no_streams(server, stub)
     cancelled = stub.StreamEvents(pb.StreamEventsRequest(session_id=session_id, follow=True))
     await read_until(cancelled, lambda got: any(r.caught_up for r in got))
-    assert server.open_streams >= 1
+    assert server.open_streams == 1
     cancelled.cancel()
     await wait_for_no_streams(server, stub)
 

@@ -3,9 +3,21 @@ pydantic context so the models stay free of global state."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MAX_EVENT_BYTES", "MAX_JSON_DEPTH", "RESPONSE_BUDGET_BYTES", "Limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_EVENT_BYTES",
+    "MAX_JSON_DEPTH",
+    "RESPONSE_BUDGET_BYTES",
+    "Count",
+    "DocumentBytes",
+    "EventBytes",
+    "IdLength",
+    "Limits",
+]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -21,14 +33,25 @@ RESPONSE_BUDGET_BYTES = 3 * MIB
 MAX_EVENT_BYTES = 3 * MIB
 
 
+# The bounds of each limit, defined once: Limits and the settings that feed it share them.
+IdLength = Annotated[int, Field(ge=1, le=1024)]
+DocumentBytes = Annotated[int, Field(ge=1)]
+EventBytes = Annotated[int, Field(ge=1, le=MAX_EVENT_BYTES)]
+Count = Annotated[int, Field(ge=1)]
+
+
 class Limits(BaseModel):
-    """Upper bounds applied to every request."""
+    """Upper bounds applied to every request. The defaults here are the server's defaults:
+    config.Settings takes them from this class."""
 
     model_config = ConfigDict(frozen=True)
 
-    max_id_length: int = Field(default=128, ge=1, le=1024)
-    max_metadata_bytes: int = Field(default=256 * KIB, ge=1)
-    max_state_bytes: int = Field(default=256 * KIB, ge=1)
-    max_event_bytes: int = Field(default=1 * MIB, ge=1, le=MAX_EVENT_BYTES)
-    max_events_per_message: int = Field(default=1000, ge=1)
-    max_message_bytes: int = Field(default=16 * MIB, ge=1)
+    max_id_length: IdLength = 128
+    max_metadata_bytes: DocumentBytes = 256 * KIB
+    max_state_bytes: DocumentBytes = 256 * KIB
+    max_event_bytes: EventBytes = 1 * MIB
+    max_events_per_message: Count = 1000
+    max_message_bytes: DocumentBytes = 16 * MIB
+
+
+DEFAULT_LIMITS = Limits()

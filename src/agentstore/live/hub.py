@@ -72,6 +72,11 @@ class Subscription(Generic[P]):
         if self._closed:
             return _CLOSED
         if self._lagging:
+            # What is queued is older than the table read the follower now makes: drop it,
+            # making room for what comes next.
+            while not self._queue.empty():
+                if self._queue.get_nowait() is None:
+                    return _CLOSED
             self._lagging = False
             return _GAP
         batch = await self._get(wait_seconds)

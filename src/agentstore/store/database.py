@@ -63,7 +63,7 @@ class Database:
     """Owns an `AsyncConnectionPool`. Repositories borrow connections through `connection()`;
     connection failures surface as `StoreUnavailable`."""
 
-    def __init__(self, conninfo: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(self, conninfo: str, *, min_size: int, max_size: int) -> None:
         self.conninfo = conninfo
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,

@@ -48,7 +48,7 @@ SEARCH = query("search", "search")
 
 
 class SearchRepository:
-    def __init__(self, database: Database, *, candidates: int = 2000) -> None:
+    def __init__(self, database: Database, *, candidates: int) -> None:
         self._database = database
         self._candidates = candidates
 
