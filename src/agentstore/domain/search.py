@@ -12,14 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from agentstore.domain.events import Event, Label, RequiredLabel
 from agentstore.domain.sessions import OptionalIdentifier
 
-__all__ = ["MAX_QUERY_LENGTH", "SearchFilter", "SearchHit", "prepare_query", "query_terms"]
+__all__ = [
+    "CJK_RANGES",
+    "MAX_QUERY_LENGTH",
+    "SearchFilter",
+    "SearchHit",
+    "prepare_query",
+    "query_terms",
+]
 
 MAX_QUERY_LENGTH = 2000
 
 # Hiragana, katakana, CJK ideographs (with extension A and compatibility forms) and halfwidth
-# katakana: the same ranges as cjk_bigrams() in store/migrations/0003_search.sql, which
-# rewrites stored text the way prepare_query() rewrites queries.
-CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]+")
+# katakana: the ranges of cjk_ranges() in store/schema.sql, whose cjk_bigrams() rewrites
+# stored text the way prepare_query() rewrites queries. A test checks the two are the same.
+CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 _WORD = re.compile(r'"[^"]*"|[^\s"]+')
 
 

@@ -11,15 +11,30 @@
 -- domain/search.py), with the pieces of a run as a phrase, so a CJK word matches exactly where
 -- its characters stand together. Other text goes through the english configuration (stemming,
 -- stop words).
+--
+-- The characters Chinese and Japanese search pairs up (cjk_bigrams): hiragana, katakana, CJK
+-- ideographs with extension A and the compatibility forms, and halfwidth katakana, as the
+-- inside of a regex bracket expression. Queries are rewritten with the same ranges
+-- (domain/search.py; tests/integration/test_search_rules.py compares the two).
+CREATE FUNCTION cjk_ranges() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f'
+$$;
+
+-- Whether `t` has any of those characters.
+CREATE FUNCTION has_cjk(t text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT t ~ ('[' || cjk_ranges() || ']')
+$$;
+
 CREATE FUNCTION cjk_bigrams(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE
-        WHEN t !~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]' THEN t
+        WHEN NOT has_cjk(t) THEN t
         ELSE (
             SELECT string_agg(
                 CASE
-                    WHEN run[1] !~ '^[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]'
-                         OR length(run[1]) = 1
+                    WHEN NOT has_cjk(run[1]) OR length(run[1]) = 1
                     THEN run[1]
                     -- Pairs of neighbouring characters, in order. Not substr() at each
                     -- position: on multibyte text that walks from the start every time.
@@ -29,10 +44,8 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                           ) AS pairs WHERE pair IS NOT NULL)
                 END, ' ' ORDER BY n)
             FROM regexp_matches(
-                t,
-                '([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]+'
-                '|[^\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]+)',
-                'g') WITH ORDINALITY AS runs(run, n)
+                t, '([' || cjk_ranges() || ']+|[^' || cjk_ranges() || ']+)', 'g'
+            ) WITH ORDINALITY AS runs(run, n)
         )
     END
 $$;
@@ -42,7 +55,7 @@ CREATE FUNCTION search_strings(data jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN data IS NULL THEN ''
-        WHEN data::text ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]'
+        WHEN has_cjk(data::text)
         THEN cjk_bigrams(left(regexp_replace(
                  jsonb_path_query_array(data, 'strict $.** ? (@.type() == "string")')::text,
                  '\\(u[0-9a-fA-F]{4}|.)', ' ', 'g'), 65536))
@@ -61,8 +74,7 @@ $$;
 CREATE FUNCTION search_document(content_text text, data jsonb) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT setweight(to_tsvector('english', CASE
-               WHEN content_text ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]'
-               THEN cjk_bigrams(left(content_text, 65536))
+               WHEN has_cjk(content_text) THEN cjk_bigrams(left(content_text, 65536))
                ELSE left(COALESCE(content_text, ''), 65536)
            END), 'A')
         || setweight(to_tsvector('english', search_strings(data)), 'B')
