@@ -12,6 +12,12 @@ from agentstore.api.mapping import datetime_to_timestamp, dict_to_struct, event_
 from agentstore.api.stream_encoding import StreamEncoder, _Recent
 from agentstore.domain.events import Event
 from agentstore.service.streams import StreamMessage
+from agentstore.v1.session_service_pb2 import StreamEventsResponse as Response
+
+
+def encoded(encoder: StreamEncoder, message: StreamMessage) -> list[Response]:
+    """The encoder's responses for `message`, decoded as a client would."""
+    return [Response.FromString(data) for data in encoder.encode(message)]
 
 
 def make_event(seq: int, **changes: Any) -> Event:
@@ -49,7 +55,7 @@ def test_structs_match_struct_update() -> None:
 
 def test_replay_pages_encode_every_field() -> None:
     events = [make_event(1), make_event(2, data=None, state_delta=None, content_text="")]
-    (response,) = StreamEncoder().encode(StreamMessage(events=events))
+    (response,) = encoded(StreamEncoder(), StreamMessage(events=events))
     assert list(response.events) == [event_to_proto(event) for event in events]
     first = response.events[0]
     assert (first.seq, first.position, first.content.text) == (1, 101, "token 1")
@@ -61,18 +67,18 @@ def test_replay_pages_encode_every_field() -> None:
 def test_followers_of_live_events_get_equal_responses_with_their_own_tokens() -> None:
     encoder = StreamEncoder()
     shared = [make_event(1), make_event(2)]
-    (first,) = encoder.encode(StreamMessage(events=shared, live=True))
-    (second,) = encoder.encode(StreamMessage(events=list(shared), live=True))
+    (first,) = encoded(encoder, StreamMessage(events=shared, live=True))
+    (second,) = encoded(encoder, StreamMessage(events=list(shared), live=True))
     assert first == second
     assert [e.seq for e in first.events] == [1, 2]
     # A feed follower: the same events carry tokens, which must not leak into other replies.
-    (with_tokens,) = encoder.encode(
-        StreamMessage(events=shared, tokens=["t1", "t2"], resume_token="t2", live=True)
+    (with_tokens,) = encoded(
+        encoder, StreamMessage(events=shared, tokens=["t1", "t2"], resume_token="t2", live=True)
     )
     assert [e.resume_token for e in with_tokens.events] == ["t1", "t2"]
     assert [e.resume_token for e in first.events] == ["", ""]
     # A follower filtering by type gets only part of the batch.
-    (part,) = encoder.encode(StreamMessage(events=shared[1:], live=True))
+    (part,) = encoded(encoder, StreamMessage(events=shared[1:], live=True))
     assert [e.seq for e in part.events] == [2]
 
 
@@ -80,7 +86,7 @@ def test_equal_but_distinct_events_are_converted_from_their_own_values() -> None
     encoder = StreamEncoder(max_entries=2)
     for seq in range(1, 50):  # more than the capacity: old entries go, ids may be reused
         event = make_event(seq)
-        (response,) = encoder.encode(StreamMessage(events=[event], live=True))
+        (response,) = encoded(encoder, StreamMessage(events=[event], live=True))
         assert [e.seq for e in response.events] == [seq]
 
 
@@ -88,7 +94,7 @@ def test_large_live_events_are_encoded_but_not_kept() -> None:
     encoder = StreamEncoder(max_bytes=100)  # smaller than one event
     event = make_event(1, content_text="x" * 1000)
     for _ in range(2):
-        (response,) = encoder.encode(StreamMessage(events=[event], live=True))
+        (response,) = encoded(encoder, StreamMessage(events=[event], live=True))
         assert response.events[0].content.text == "x" * 1000
 
 
@@ -116,7 +122,7 @@ def test_a_message_past_the_budget_is_split_with_each_part_within_it() -> None:
             events=events, tokens=[f"t{e.seq}" for e in events], resume_token="t10",
             caught_up=True, live=live,
         )  # fmt: skip
-        responses = StreamEncoder(budget=budget).encode(message)
+        responses = encoded(StreamEncoder(budget=budget), message)
         assert [[e.seq for e in r.events] for r in responses] == [
             [1, 2, 3],
             [4, 5, 6],
@@ -131,10 +137,18 @@ def test_a_message_past_the_budget_is_split_with_each_part_within_it() -> None:
 
 def test_an_event_larger_than_the_budget_goes_alone() -> None:
     small, large = make_event(1), make_event(2, content_text="x" * 5000)
-    responses = StreamEncoder(budget=1000).encode(StreamMessage(events=[small, large, small]))
+    responses = encoded(StreamEncoder(budget=1000), StreamMessage(events=[small, large, small]))
     assert [[e.seq for e in r.events] for r in responses] == [[1], [2], [1]]
 
 
 def test_a_marker_message_is_one_response() -> None:
-    (response,) = StreamEncoder().encode(StreamMessage(heartbeat=True, resume_token="t"))
+    (response,) = encoded(StreamEncoder(), StreamMessage(heartbeat=True, resume_token="t"))
     assert (response.heartbeat, response.resume_token, len(response.events)) == (True, "t", 0)
+
+
+def test_followers_of_a_live_message_share_one_encoding() -> None:
+    encoder = StreamEncoder()
+    shared = [make_event(1), make_event(2)]
+    first = encoder.encode(StreamMessage(events=shared, live=True))
+    second = encoder.encode(StreamMessage(events=list(shared), live=True))
+    assert first[0] is second[0]

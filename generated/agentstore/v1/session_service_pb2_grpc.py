@@ -33,13 +33,24 @@ class SessionServiceStub:
     whose `reason` is stable (for example `SESSION_NOT_FOUND`), and for INVALID_ARGUMENT a
     `BadRequest` that names each offending field. Codes: INVALID_ARGUMENT for bad input,
     NOT_FOUND for a session that does not exist, is soft-deleted or has expired,
-    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails,
-    RESOURCE_EXHAUSTED when a limit is hit, UNAVAILABLE while the server cannot reach its
-    database or is shutting down (retry these).
+    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails or a write
+    collided with a concurrent one (retry it), RESOURCE_EXHAUSTED when a limit is hit,
+    PERMISSION_DENIED for an app outside the caller's reach, UNAVAILABLE while the server cannot
+    reach its database or is shutting down (retry these). A request the server cannot decode
+    (invalid UTF-8 in a string, a truncated message, nesting past protobuf's limit) is
+    INVALID_ARGUMENT on the field `request`.
+
+    Values outside what a field can hold are INVALID_ARGUMENT naming the field, and nothing is
+    written: Timestamps outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z or with nanos outside
+    0..999,999,999; Durations outside +-315,576,000,000 s or with seconds and nanos of opposite
+    signs; JSON (Struct) nested deeper than 30 objects and lists, so that everything stored
+    reads back with a default protobuf decoder.
 
     Paging follows AIP-158: `page_size` 0 means the default, larger values are capped, negative
     ones are INVALID_ARGUMENT; `page_token` is opaque and only valid with the same filters;
-    `next_page_token` is empty on the last page.
+    `next_page_token` is empty on the last page. A page may hold fewer items than asked for
+    even when more follow: every response stays within 3 MiB of items (one larger item comes
+    alone), under the 4 MiB a default gRPC client accepts.
     """
 
     def __init__(self, channel):
@@ -122,13 +133,24 @@ class SessionServiceServicer:
     whose `reason` is stable (for example `SESSION_NOT_FOUND`), and for INVALID_ARGUMENT a
     `BadRequest` that names each offending field. Codes: INVALID_ARGUMENT for bad input,
     NOT_FOUND for a session that does not exist, is soft-deleted or has expired,
-    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails,
-    RESOURCE_EXHAUSTED when a limit is hit, UNAVAILABLE while the server cannot reach its
-    database or is shutting down (retry these).
+    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails or a write
+    collided with a concurrent one (retry it), RESOURCE_EXHAUSTED when a limit is hit,
+    PERMISSION_DENIED for an app outside the caller's reach, UNAVAILABLE while the server cannot
+    reach its database or is shutting down (retry these). A request the server cannot decode
+    (invalid UTF-8 in a string, a truncated message, nesting past protobuf's limit) is
+    INVALID_ARGUMENT on the field `request`.
+
+    Values outside what a field can hold are INVALID_ARGUMENT naming the field, and nothing is
+    written: Timestamps outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z or with nanos outside
+    0..999,999,999; Durations outside +-315,576,000,000 s or with seconds and nanos of opposite
+    signs; JSON (Struct) nested deeper than 30 objects and lists, so that everything stored
+    reads back with a default protobuf decoder.
 
     Paging follows AIP-158: `page_size` 0 means the default, larger values are capped, negative
     ones are INVALID_ARGUMENT; `page_token` is opaque and only valid with the same filters;
-    `next_page_token` is empty on the last page.
+    `next_page_token` is empty on the last page. A page may hold fewer items than asked for
+    even when more follow: every response stays within 3 MiB of items (one larger item comes
+    alone), under the 4 MiB a default gRPC client accepts.
     """
 
     def CreateSession(self, request, context):
@@ -311,13 +333,24 @@ class SessionService:
     whose `reason` is stable (for example `SESSION_NOT_FOUND`), and for INVALID_ARGUMENT a
     `BadRequest` that names each offending field. Codes: INVALID_ARGUMENT for bad input,
     NOT_FOUND for a session that does not exist, is soft-deleted or has expired,
-    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails,
-    RESOURCE_EXHAUSTED when a limit is hit, UNAVAILABLE while the server cannot reach its
-    database or is shutting down (retry these).
+    ALREADY_EXISTS for a duplicate id, ABORTED when an `expected_*` guard fails or a write
+    collided with a concurrent one (retry it), RESOURCE_EXHAUSTED when a limit is hit,
+    PERMISSION_DENIED for an app outside the caller's reach, UNAVAILABLE while the server cannot
+    reach its database or is shutting down (retry these). A request the server cannot decode
+    (invalid UTF-8 in a string, a truncated message, nesting past protobuf's limit) is
+    INVALID_ARGUMENT on the field `request`.
+
+    Values outside what a field can hold are INVALID_ARGUMENT naming the field, and nothing is
+    written: Timestamps outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z or with nanos outside
+    0..999,999,999; Durations outside +-315,576,000,000 s or with seconds and nanos of opposite
+    signs; JSON (Struct) nested deeper than 30 objects and lists, so that everything stored
+    reads back with a default protobuf decoder.
 
     Paging follows AIP-158: `page_size` 0 means the default, larger values are capped, negative
     ones are INVALID_ARGUMENT; `page_token` is opaque and only valid with the same filters;
-    `next_page_token` is empty on the last page.
+    `next_page_token` is empty on the last page. A page may hold fewer items than asked for
+    even when more follow: every response stays within 3 MiB of items (one larger item comes
+    alone), under the 4 MiB a default gRPC client accepts.
     """
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""Registering the service so that a request the server cannot decode is INVALID_ARGUMENT.
+"""Registering the service: a request the server cannot decode is INVALID_ARGUMENT, and a
+response the servicer encoded itself is sent as it is.
 
 The generated registration decodes with `FromString`, and grpc reports its DecodeError (a
 string with invalid UTF-8, a truncated message, nesting past protobuf's limit) as UNKNOWN.
@@ -48,6 +49,15 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | Undeco
     return decode
 
 
+def _encoded_or(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """Responses the servicer encoded itself (to measure or share them) go out as they are."""
+
+    def encode(response: Any) -> bytes:
+        return response if type(response) is bytes else serialize(response)
+
+    return encode
+
+
 _HANDLERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -66,7 +76,7 @@ def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: A
         handlers[method.name] = make_handler(
             getattr(servicer, method.name),
             request_deserializer=_lenient(request_class),
-            response_serializer=response_class.SerializeToString,
+            response_serializer=_encoded_or(response_class.SerializeToString),
         )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)

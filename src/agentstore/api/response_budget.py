@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from agentstore.domain.limits import RESPONSE_BUDGET_BYTES
 from agentstore.service.paging import Page
 
-__all__ = ["RESPONSE_BUDGET_BYTES", "fill_page", "fill_within_budget"]
+__all__ = ["RESPONSE_BUDGET_BYTES", "encode_page", "fill_within_budget"]
 
 ItemT = TypeVar("ItemT")
 # A repeated field's tag and length prefix, per item.
@@ -42,10 +42,27 @@ def fill_within_budget(
     return len(items)
 
 
-def fill_page(repeated: Any, page: Page[ItemT], fill: Callable[[Any, ItemT], object]) -> str:
-    """Add the page's items to `repeated` within the budget; returns the next page token: the
-    page's own, or the one after the last item added when the budget cut the page short."""
-    added = fill_within_budget(repeated, page.items, fill)
+def encode_page(
+    response: Any,
+    repeated: Any,
+    page: Page[ItemT],
+    fill: Callable[[Any, ItemT], object],
+    budget: int = RESPONSE_BUDGET_BYTES,
+) -> bytes:
+    """`response` encoded with the page's items in `repeated` (one of its fields), each filled
+    in place by `fill`, and its next page token. When that passes `budget`, the page is cut
+    to the items that fit, and the token goes on after the last of them. The server sends
+    the bytes as they are (api/decoding.py), so the common case costs nothing more than the
+    encoding grpc would have made anyway."""
+    for item in page.items:
+        fill(repeated.add(), item)
+    response.next_page_token = page.next_page_token
+    encoded: bytes = response.SerializeToString()
+    if len(encoded) <= budget:
+        return encoded
+    del repeated[:]
+    added = fill_within_budget(repeated, page.items, fill, budget)
     if added < len(page.items):
-        return page.token_after(page.items[added - 1])
-    return page.next_page_token
+        response.next_page_token = page.token_after(page.items[added - 1])
+    result: bytes = response.SerializeToString()
+    return result

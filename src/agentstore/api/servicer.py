@@ -22,7 +22,7 @@ from agentstore.api.mapping import (
     store_stats_to_proto,
     struct_to_dict,
 )
-from agentstore.api.response_budget import fill_page
+from agentstore.api.response_budget import encode_page
 from agentstore.api.stream_encoding import StreamEncoder
 from agentstore.domain.callers import ANONYMOUS, Caller
 from agentstore.service.events import EventService
@@ -95,7 +95,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     @handle_errors
     async def ListSessions(
         self, request: session_service_pb2.ListSessionsRequest, context: Context
-    ) -> session_service_pb2.ListSessionsResponse:
+    ) -> bytes:  # an encoded ListSessionsResponse
         fields: SessionListFields = {
             "app_name": request.app_name,
             "user_id": request.user_id,
@@ -111,8 +111,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             with_state=_with_state(request.view),
         )
         response = session_service_pb2.ListSessionsResponse()
-        response.next_page_token = fill_page(response.sessions, page, fill_session)
-        return response
+        return encode_page(response, response.sessions, page, fill_session)
 
     @handle_errors
     async def UpdateSession(
@@ -195,7 +194,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     @handle_errors
     async def ListEvents(
         self, request: session_service_pb2.ListEventsRequest, context: Context
-    ) -> session_service_pb2.ListEventsResponse:
+    ) -> bytes:  # an encoded ListEventsResponse
         fields: EventListFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
@@ -216,8 +215,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             page_token=request.page_token,
         )
         response = session_service_pb2.ListEventsResponse()
-        response.next_page_token = fill_page(response.events, page, fill_event)
-        return response
+        return encode_page(response, response.events, page, fill_event)
 
     @handle_errors
     async def GetSessionStats(
@@ -229,7 +227,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     @handle_errors
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
-    ) -> AsyncIterator[session_service_pb2.StreamEventsResponse]:
+    ) -> AsyncIterator[bytes]:  # encoded StreamEventsResponses
         fields: StreamFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
@@ -247,7 +245,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     @handle_errors
     async def Search(
         self, request: session_service_pb2.SearchRequest, context: Context
-    ) -> session_service_pb2.SearchResponse:
+    ) -> bytes:  # an encoded SearchResponse
         fields: SearchFields = {
             "query": request.query,
             "app_name": request.app_name,
@@ -266,5 +264,4 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             page_token=request.page_token,
         )
         response = session_service_pb2.SearchResponse()
-        response.next_page_token = fill_page(response.hits, page, fill_search_hit)
-        return response
+        return encode_page(response, response.hits, page, fill_search_hit)

@@ -28,9 +28,11 @@ class StreamEncoder:
     of them (per follower it cost a replica more CPU than sending). Cached responses are
     shared, so never modified. Replay pages belong to one follower and are not kept.
 
-    A message whose events would pass the response budget (api/response_budget.py) becomes
-    several responses, each within it; a feed's responses each carry the resume token of
-    their last event, and only the last one the message's markers."""
+    Responses come encoded, sent as they are (api/decoding.py): a live response is encoded
+    once for every follower. A message whose events would pass the response budget
+    (api/response_budget.py) becomes several responses, each within it; a feed's responses
+    each carry the resume token of their last event, and only the last one the message's
+    markers."""
 
     def __init__(
         self,
@@ -41,14 +43,15 @@ class StreamEncoder:
         # Keyed by id(); each entry holds the objects whose ids make its key, so that the
         # ids cannot be reused while it is kept, and a hit is checked by identity.
         self._events: _Recent[int, Event, event_pb2.Event] = _Recent(max_entries, max_bytes)
-        self._responses: _Recent[tuple[Any, ...], list[Event], list[Response]] = _Recent(
+        self._responses: _Recent[tuple[Any, ...], list[Event], list[bytes]] = _Recent(
             max_entries, max_bytes
         )
         self._budget = budget
 
-    def encode(self, message: StreamMessage) -> list[Response]:
+    def encode(self, message: StreamMessage) -> list[bytes]:
+        """The message as encoded responses: one, unless its events pass the budget."""
         if not message.live:
-            return self._split(message, fill_event)
+            return self._encode(message, fill_event)
         key = (
             tuple(map(id, message.events)), tuple(message.tokens), message.resume_token,
             message.caught_up, message.heartbeat,
@@ -56,10 +59,27 @@ class StreamEncoder:
         cached = self._responses.get(key)
         if cached is not None and all(map(operator.is_, cached[0], message.events)):
             return cached[1]
-        responses = self._split(message, self._copy_event)
-        size = sum(response.ByteSize() for response in responses)
-        self._responses.put(key, message.events, responses, size)
-        return responses
+        encoded = self._encode(message, self._copy_event)
+        self._responses.put(key, message.events, encoded, sum(map(len, encoded)))
+        return encoded
+
+    def _encode(
+        self, message: StreamMessage, fill: Callable[[event_pb2.Event, Event], object]
+    ) -> list[bytes]:
+        # Usually the whole message fits: encoded once, measured by its length.
+        response = Response(
+            caught_up=message.caught_up,
+            heartbeat=message.heartbeat,
+            resume_token=message.resume_token,
+        )
+        for event in message.events:
+            fill(response.events.add(), event)
+        for event_message, token in zip(response.events, message.tokens, strict=False):
+            event_message.resume_token = token
+        whole = response.SerializeToString()
+        if len(whole) <= self._budget:
+            return [whole]
+        return [part.SerializeToString() for part in self._split(message, fill)]
 
     def _split(
         self, message: StreamMessage, fill: Callable[[event_pb2.Event, Event], object]

@@ -196,8 +196,7 @@ class EventService:
         def token_after(event: Event) -> str:
             return encode_page_token([event.seq], filters)
 
-        next_token = token_after(events[limit - 1]) if len(events) > limit else ""
-        return Page(events[:limit], next_token, token_after)
+        return Page.of(events, limit, token_after)
 
     async def stats(self, caller: Caller, session_id: str) -> SessionStats:
         validate_identifier("session_id", session_id, self._limits)

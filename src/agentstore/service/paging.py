@@ -39,6 +39,13 @@ class Page(Generic[ItemT]):
     next_page_token: str
     token_after: Callable[[ItemT], str]
 
+    @classmethod
+    def of(cls, rows: list[ItemT], limit: int, token_after: Callable[[ItemT], str]) -> Page[ItemT]:
+        """The page of `rows`, read with one row more than `limit` to tell whether more
+        follow."""
+        next_token = token_after(rows[limit - 1]) if len(rows) > limit else ""
+        return cls(rows[:limit], next_token, token_after)
+
 
 class PageSize:
     """Default and maximum page size of one list RPC."""

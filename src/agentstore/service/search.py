@@ -61,10 +61,9 @@ class SearchService:
             position = [hit.score, hit.event.session_id, hit.event.seq, page.snapshot]
             return encode_page_token(position, filters)
 
-        hits = page.hits
-        next_token = token_after(hits[limit - 1]) if len(hits) > limit else ""
         terms = query_terms(search.query)
-        return Page([_with_snippet(hit, terms) for hit in hits[:limit]], next_token, token_after)
+        hits = [_with_snippet(hit, terms) for hit in page.hits]
+        return Page.of(hits, limit, token_after)
 
 
 def _continuation(position: list[Any] | None) -> tuple[SearchCursor | None, str | None]:

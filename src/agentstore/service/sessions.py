@@ -89,8 +89,7 @@ class SessionService:
         def token_after(session: Session) -> str:
             return encode_page_token([session.create_time.isoformat(), session.id], filters)
 
-        next_token = token_after(sessions[limit - 1]) if len(sessions) > limit else ""
-        return Page(sessions[:limit], next_token, token_after)
+        return Page.of(sessions, limit, token_after)
 
     async def update(self, caller: Caller, request: UpdateSessionFields) -> Session:
         """Apply UpdateSession; `request["fields"]` holds the paths to change."""
