@@ -56,7 +56,8 @@ asyncio.run(main(sys.argv[1]))
 
 
 def run(*command: str | Path, cwd: Path) -> None:
-    print("+", " ".join(str(part) for part in command), flush=True)
+    shown = [str(part) if "\n" not in str(part) else "<script>" for part in command]
+    print("+", " ".join(shown), flush=True)
     subprocess.run([str(part) for part in command], cwd=cwd, check=True)
 
 
