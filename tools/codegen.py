@@ -24,6 +24,15 @@ INIT_HEADER = (
 )
 
 
+def googleapis_root() -> Path:
+    """Where googleapis-common-protos (a dependency) installed google/rpc/*.proto: the
+    contract imports google/rpc/status.proto from there, as its generated code imports
+    google.rpc.status_pb2."""
+    import google.rpc
+
+    return Path(next(iter(google.rpc.__path__))).parent.parent
+
+
 def proto_files() -> list[Path]:
     return sorted((PROTO_ROOT / PACKAGE).glob("*.proto"))
 
@@ -39,6 +48,7 @@ def generate(out_root: Path) -> None:
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
+        f"-I{googleapis_root()}",
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",

@@ -26,6 +26,7 @@ from agentstore.config import Settings
 from agentstore.domain.callers import EVERY_APP
 from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
+from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
@@ -100,7 +101,8 @@ class AgentStoreServer:
         session_service = SessionService(sessions, settings.limits)
         servicer = SessionServicer(
             session_service,
-            EventService(events, settings.limits, on_commit=doorbell.ring),
+            EventService(events, settings.limits),
+            AppendService(events, settings.limits, on_commit=doorbell.ring),
             SearchService(
                 SearchRepository(database, candidates=settings.search_candidates),
                 settings.limits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agentstore.service.events import _ByteBudget
+from agentstore.service.appends import _ByteBudget
 
 
 async def test_a_take_past_the_budget_waits_for_a_release() -> None:

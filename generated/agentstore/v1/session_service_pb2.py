@@ -28,9 +28,10 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstore/v1/session_service.proto\x12\ragentstore.v1\x1a\x19\x61gentstore/v1/event.proto\x1a\x1b\x61gentstore/v1/session.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\x14\x43reateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05state\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06status\x18\x08 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\"Q\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x04view\x18\x02 \x01(\x0e\x32\x1a.agentstore.v1.SessionView\"\xdf\x01\n\x13ListSessionsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12(\n\x04view\x18\x08 \x01(\x0e\x32\x1a.agentstore.v1.SessionView\"Y\n\x14ListSessionsResponse\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.agentstore.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xef\x02\n\x14UpdateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0bstate_delta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_mask\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1d\n\x10\x65xpected_version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12&\n\x03ttl\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\n\x11_expected_version\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05purge\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentstore.v1.Session\",\n\x16UndeleteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x15\x44\x65leteSessionsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05purge\x18\x03 \x01(\x08\"/\n\x16\x44\x65leteSessionsResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x85\x01\n\x13\x41ppendEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x1e\n\x11\x65xpected_last_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_last_seq\"\xb0\x01\n\x14\x41ppendEventsResponse\x12\x10\n\x08\x61ppended\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x42\n\x08last_seq\x18\x03 \x03(\x0b\x32\x30.agentstore.v1.AppendEventsResponse.LastSeqEntry\x1a.\n\x0cLastSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xbf\x02\n\x11ListEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05types\x18\x03 \x03(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x12\n\nbefore_seq\x18\x06 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x15\n\rinvocation_id\x18\t \x01(\t\x12\x0e\n\x06\x62ranch\x18\n \x01(\t\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndescending\x18\r \x01(\x08\"S\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa6\x01\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x10\n\x08\x61pp_name\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\r\n\x05types\x18\x05 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12\x14\n\x0cresume_token\x18\x08 \x01(\t\"x\n\x14StreamEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x11\n\tcaught_up\x18\x02 \x01(\x08\x12\x11\n\theartbeat\x18\x03 \x01(\x08\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\"\x8b\x02\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\r\n\x05types\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x0e\n\x06\x61uthor\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\tSearchHit\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.agentstore.v1.Event\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07snippet\x18\x03 \x01(\t\"Q\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.agentstore.v1.SearchHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x16GetSessionStatsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x9c\x04\n\x0cSessionStats\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x45\n\x0e\x65vents_by_type\x18\x02 \x03(\x0b\x32-.agentstore.v1.SessionStats.EventsByTypeEntry\x12I\n\x10\x65vents_by_author\x18\x03 \x03(\x0b\x32/.agentstore.v1.SessionStats.EventsByAuthorEntry\x12\x12\n\ntext_chars\x18\x04 \x01(\x03\x12\x34\n\x10\x66irst_event_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_event_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x45\n\x0e\x65vents_by_role\x18\x07 \x03(\x0b\x32-.agentstore.v1.SessionStats.EventsByRoleEntry\x1a\x33\n\x11\x45ventsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x35\n\x13\x45ventsByAuthorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x33\n\x11\x45ventsByRoleEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x14GetStoreStatsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\"\xc4\x02\n\nStoreStats\x12\x16\n\x0etotal_sessions\x18\x01 \x01(\x03\x12\x17\n\x0f\x61\x63tive_sessions\x18\x02 \x01(\x03\x12\x18\n\x10\x64\x65leted_sessions\x18\x03 \x01(\x03\x12\x18\n\x10\x65xpired_sessions\x18\x04 \x01(\x03\x12\x14\n\x0ctotal_events\x18\x05 \x01(\x03\x12\"\n\x1a\x61verage_events_per_session\x18\x06 \x01(\x01\x12X\n\x19\x61\x63tive_sessions_by_status\x18\x07 \x03(\x0b\x32\x35.agentstore.v1.StoreStats.ActiveSessionsByStatusEntry\x1a=\n\x1b\x41\x63tiveSessionsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xd2\x08\n\x0eSessionService\x12L\n\rCreateSession\x12#.agentstore.v1.CreateSessionRequest\x1a\x16.agentstore.v1.Session\x12\x46\n\nGetSession\x12 .agentstore.v1.GetSessionRequest\x1a\x16.agentstore.v1.Session\x12W\n\x0cListSessions\x12\".agentstore.v1.ListSessionsRequest\x1a#.agentstore.v1.ListSessionsResponse\x12L\n\rUpdateSession\x12#.agentstore.v1.UpdateSessionRequest\x1a\x16.agentstore.v1.Session\x12Z\n\rDeleteSession\x12#.agentstore.v1.DeleteSessionRequest\x1a$.agentstore.v1.DeleteSessionResponse\x12P\n\x0fUndeleteSession\x12%.agentstore.v1.UndeleteSessionRequest\x1a\x16.agentstore.v1.Session\x12]\n\x0e\x44\x65leteSessions\x12$.agentstore.v1.DeleteSessionsRequest\x1a%.agentstore.v1.DeleteSessionsResponse\x12Y\n\x0c\x41ppendEvents\x12\".agentstore.v1.AppendEventsRequest\x1a#.agentstore.v1.AppendEventsResponse(\x01\x12Q\n\nListEvents\x12 .agentstore.v1.ListEventsRequest\x1a!.agentstore.v1.ListEventsResponse\x12Y\n\x0cStreamEvents\x12\".agentstore.v1.StreamEventsRequest\x1a#.agentstore.v1.StreamEventsResponse0\x01\x12\x45\n\x06Search\x12\x1c.agentstore.v1.SearchRequest\x1a\x1d.agentstore.v1.SearchResponse\x12U\n\x0fGetSessionStats\x12%.agentstore.v1.GetSessionStatsRequest\x1a\x1b.agentstore.v1.SessionStats\x12O\n\rGetStoreStats\x12#.agentstore.v1.GetStoreStatsRequest\x1a\x19.agentstore.v1.StoreStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentstore/v1/session_service.proto\x12\ragentstore.v1\x1a\x19\x61gentstore/v1/event.proto\x1a\x1b\x61gentstore/v1/session.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x88\x02\n\x14\x43reateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05state\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06status\x18\x08 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\"Q\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x04view\x18\x02 \x01(\x0e\x32\x1a.agentstore.v1.SessionView\"\xdf\x01\n\x13ListSessionsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\x12\x14\n\x0cshow_deleted\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12(\n\x04view\x18\x08 \x01(\x0e\x32\x1a.agentstore.v1.SessionView\"Y\n\x14ListSessionsResponse\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.agentstore.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xef\x02\n\x14UpdateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.agentstore.v1.SessionStatus\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0bstate_delta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_mask\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1d\n\x10\x65xpected_version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12&\n\x03ttl\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\n\x11_expected_version\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05purge\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentstore.v1.Session\",\n\x16UndeleteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x15\x44\x65leteSessionsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05purge\x18\x03 \x01(\x08\"/\n\x16\x44\x65leteSessionsResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x85\x01\n\x13\x41ppendEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x1e\n\x11\x65xpected_last_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_last_seq\"\x99\x01\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12$\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x1e\n\x11\x65xpected_last_seq\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_last_seq\"\xa4\x01\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61ppended\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\x0c\n\x04seqs\x18\x04 \x03(\x03\x12\x10\n\x08last_seq\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12!\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x12.google.rpc.Status\"\xb0\x01\n\x14\x41ppendEventsResponse\x12\x10\n\x08\x61ppended\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x42\n\x08last_seq\x18\x03 \x03(\x0b\x32\x30.agentstore.v1.AppendEventsResponse.LastSeqEntry\x1a.\n\x0cLastSeqEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xbf\x02\n\x11ListEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05types\x18\x03 \x03(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x12\n\nbefore_seq\x18\x06 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x15\n\rinvocation_id\x18\t \x01(\t\x12\x0e\n\x06\x62ranch\x18\n \x01(\t\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndescending\x18\r \x01(\x08\"S\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa6\x01\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x10\n\x08\x61pp_name\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\r\n\x05types\x18\x05 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12\x14\n\x0cresume_token\x18\x08 \x01(\t\"x\n\x14StreamEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.agentstore.v1.Event\x12\x11\n\tcaught_up\x18\x02 \x01(\x08\x12\x11\n\theartbeat\x18\x03 \x01(\x08\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\"\x8b\x02\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\r\n\x05types\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x0e\n\x06\x61uthor\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\tSearchHit\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.agentstore.v1.Event\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07snippet\x18\x03 \x01(\t\"Q\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.agentstore.v1.SearchHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x16GetSessionStatsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x9c\x04\n\x0cSessionStats\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x45\n\x0e\x65vents_by_type\x18\x02 \x03(\x0b\x32-.agentstore.v1.SessionStats.EventsByTypeEntry\x12I\n\x10\x65vents_by_author\x18\x03 \x03(\x0b\x32/.agentstore.v1.SessionStats.EventsByAuthorEntry\x12\x12\n\ntext_chars\x18\x04 \x01(\x03\x12\x34\n\x10\x66irst_event_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_event_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x45\n\x0e\x65vents_by_role\x18\x07 \x03(\x0b\x32-.agentstore.v1.SessionStats.EventsByRoleEntry\x1a\x33\n\x11\x45ventsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x35\n\x13\x45ventsByAuthorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x33\n\x11\x45ventsByRoleEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x14GetStoreStatsRequest\x12\x10\n\x08\x61pp_name\x18\x01 \x01(\t\"\xc4\x02\n\nStoreStats\x12\x16\n\x0etotal_sessions\x18\x01 \x01(\x03\x12\x17\n\x0f\x61\x63tive_sessions\x18\x02 \x01(\x03\x12\x18\n\x10\x64\x65leted_sessions\x18\x03 \x01(\x03\x12\x18\n\x10\x65xpired_sessions\x18\x04 \x01(\x03\x12\x14\n\x0ctotal_events\x18\x05 \x01(\x03\x12\"\n\x1a\x61verage_events_per_session\x18\x06 \x01(\x01\x12X\n\x19\x61\x63tive_sessions_by_status\x18\x07 \x03(\x0b\x32\x35.agentstore.v1.StoreStats.ActiveSessionsByStatusEntry\x1a=\n\x1b\x41\x63tiveSessionsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xaf\t\n\x0eSessionService\x12L\n\rCreateSession\x12#.agentstore.v1.CreateSessionRequest\x1a\x16.agentstore.v1.Session\x12\x46\n\nGetSession\x12 .agentstore.v1.GetSessionRequest\x1a\x16.agentstore.v1.Session\x12W\n\x0cListSessions\x12\".agentstore.v1.ListSessionsRequest\x1a#.agentstore.v1.ListSessionsResponse\x12L\n\rUpdateSession\x12#.agentstore.v1.UpdateSessionRequest\x1a\x16.agentstore.v1.Session\x12Z\n\rDeleteSession\x12#.agentstore.v1.DeleteSessionRequest\x1a$.agentstore.v1.DeleteSessionResponse\x12P\n\x0fUndeleteSession\x12%.agentstore.v1.UndeleteSessionRequest\x1a\x16.agentstore.v1.Session\x12]\n\x0e\x44\x65leteSessions\x12$.agentstore.v1.DeleteSessionsRequest\x1a%.agentstore.v1.DeleteSessionsResponse\x12Y\n\x0c\x41ppendEvents\x12\".agentstore.v1.AppendEventsRequest\x1a#.agentstore.v1.AppendEventsResponse(\x01\x12[\n\x0c\x41ppendStream\x12\".agentstore.v1.AppendStreamRequest\x1a#.agentstore.v1.AppendStreamResponse(\x01\x30\x01\x12Q\n\nListEvents\x12 .agentstore.v1.ListEventsRequest\x1a!.agentstore.v1.ListEventsResponse\x12Y\n\x0cStreamEvents\x12\".agentstore.v1.StreamEventsRequest\x1a#.agentstore.v1.StreamEventsResponse0\x01\x12\x45\n\x06Search\x12\x1c.agentstore.v1.SearchRequest\x1a\x1d.agentstore.v1.SearchResponse\x12U\n\x0fGetSessionStats\x12%.agentstore.v1.GetSessionStatsRequest\x1a\x1b.agentstore.v1.SessionStats\x12O\n\rGetStoreStats\x12#.agentstore.v1.GetStoreStatsRequest\x1a\x19.agentstore.v1.StoreStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,62 +48,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSTATS_EVENTSBYROLEENTRY']._serialized_options = b'8\001'
   _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._loaded_options = None
   _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATESESSIONREQUEST']._serialized_start=240
-  _globals['_CREATESESSIONREQUEST']._serialized_end=504
-  _globals['_GETSESSIONREQUEST']._serialized_start=506
-  _globals['_GETSESSIONREQUEST']._serialized_end=587
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=590
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=813
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=815
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=904
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=907
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=1274
-  _globals['_DELETESESSIONREQUEST']._serialized_start=1276
-  _globals['_DELETESESSIONREQUEST']._serialized_end=1333
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=1335
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=1399
-  _globals['_UNDELETESESSIONREQUEST']._serialized_start=1401
-  _globals['_UNDELETESESSIONREQUEST']._serialized_end=1445
-  _globals['_DELETESESSIONSREQUEST']._serialized_start=1447
-  _globals['_DELETESESSIONSREQUEST']._serialized_end=1520
-  _globals['_DELETESESSIONSRESPONSE']._serialized_start=1522
-  _globals['_DELETESESSIONSRESPONSE']._serialized_end=1569
-  _globals['_APPENDEVENTSREQUEST']._serialized_start=1572
-  _globals['_APPENDEVENTSREQUEST']._serialized_end=1705
-  _globals['_APPENDEVENTSRESPONSE']._serialized_start=1708
-  _globals['_APPENDEVENTSRESPONSE']._serialized_end=1884
-  _globals['_APPENDEVENTSRESPONSE_LASTSEQENTRY']._serialized_start=1838
-  _globals['_APPENDEVENTSRESPONSE_LASTSEQENTRY']._serialized_end=1884
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1887
-  _globals['_LISTEVENTSREQUEST']._serialized_end=2206
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=2208
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2291
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=2294
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=2460
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=2462
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=2582
-  _globals['_SEARCHREQUEST']._serialized_start=2585
-  _globals['_SEARCHREQUEST']._serialized_end=2852
-  _globals['_SEARCHHIT']._serialized_start=2854
-  _globals['_SEARCHHIT']._serialized_end=2934
-  _globals['_SEARCHRESPONSE']._serialized_start=2936
-  _globals['_SEARCHRESPONSE']._serialized_end=3017
-  _globals['_GETSESSIONSTATSREQUEST']._serialized_start=3019
-  _globals['_GETSESSIONSTATSREQUEST']._serialized_end=3063
-  _globals['_SESSIONSTATS']._serialized_start=3066
-  _globals['_SESSIONSTATS']._serialized_end=3606
-  _globals['_SESSIONSTATS_EVENTSBYTYPEENTRY']._serialized_start=3447
-  _globals['_SESSIONSTATS_EVENTSBYTYPEENTRY']._serialized_end=3498
-  _globals['_SESSIONSTATS_EVENTSBYAUTHORENTRY']._serialized_start=3500
-  _globals['_SESSIONSTATS_EVENTSBYAUTHORENTRY']._serialized_end=3553
-  _globals['_SESSIONSTATS_EVENTSBYROLEENTRY']._serialized_start=3555
-  _globals['_SESSIONSTATS_EVENTSBYROLEENTRY']._serialized_end=3606
-  _globals['_GETSTORESTATSREQUEST']._serialized_start=3608
-  _globals['_GETSTORESTATSREQUEST']._serialized_end=3648
-  _globals['_STORESTATS']._serialized_start=3651
-  _globals['_STORESTATS']._serialized_end=3975
-  _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._serialized_start=3914
-  _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._serialized_end=3975
-  _globals['_SESSIONSERVICE']._serialized_start=3978
-  _globals['_SESSIONSERVICE']._serialized_end=5084
+  _globals['_CREATESESSIONREQUEST']._serialized_start=265
+  _globals['_CREATESESSIONREQUEST']._serialized_end=529
+  _globals['_GETSESSIONREQUEST']._serialized_start=531
+  _globals['_GETSESSIONREQUEST']._serialized_end=612
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=615
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=838
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=840
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=929
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=932
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=1299
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1301
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1358
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=1360
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=1424
+  _globals['_UNDELETESESSIONREQUEST']._serialized_start=1426
+  _globals['_UNDELETESESSIONREQUEST']._serialized_end=1470
+  _globals['_DELETESESSIONSREQUEST']._serialized_start=1472
+  _globals['_DELETESESSIONSREQUEST']._serialized_end=1545
+  _globals['_DELETESESSIONSRESPONSE']._serialized_start=1547
+  _globals['_DELETESESSIONSRESPONSE']._serialized_end=1594
+  _globals['_APPENDEVENTSREQUEST']._serialized_start=1597
+  _globals['_APPENDEVENTSREQUEST']._serialized_end=1730
+  _globals['_APPENDSTREAMREQUEST']._serialized_start=1733
+  _globals['_APPENDSTREAMREQUEST']._serialized_end=1886
+  _globals['_APPENDSTREAMRESPONSE']._serialized_start=1889
+  _globals['_APPENDSTREAMRESPONSE']._serialized_end=2053
+  _globals['_APPENDEVENTSRESPONSE']._serialized_start=2056
+  _globals['_APPENDEVENTSRESPONSE']._serialized_end=2232
+  _globals['_APPENDEVENTSRESPONSE_LASTSEQENTRY']._serialized_start=2186
+  _globals['_APPENDEVENTSRESPONSE_LASTSEQENTRY']._serialized_end=2232
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2235
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2554
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2556
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2639
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=2642
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=2808
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=2810
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=2930
+  _globals['_SEARCHREQUEST']._serialized_start=2933
+  _globals['_SEARCHREQUEST']._serialized_end=3200
+  _globals['_SEARCHHIT']._serialized_start=3202
+  _globals['_SEARCHHIT']._serialized_end=3282
+  _globals['_SEARCHRESPONSE']._serialized_start=3284
+  _globals['_SEARCHRESPONSE']._serialized_end=3365
+  _globals['_GETSESSIONSTATSREQUEST']._serialized_start=3367
+  _globals['_GETSESSIONSTATSREQUEST']._serialized_end=3411
+  _globals['_SESSIONSTATS']._serialized_start=3414
+  _globals['_SESSIONSTATS']._serialized_end=3954
+  _globals['_SESSIONSTATS_EVENTSBYTYPEENTRY']._serialized_start=3795
+  _globals['_SESSIONSTATS_EVENTSBYTYPEENTRY']._serialized_end=3846
+  _globals['_SESSIONSTATS_EVENTSBYAUTHORENTRY']._serialized_start=3848
+  _globals['_SESSIONSTATS_EVENTSBYAUTHORENTRY']._serialized_end=3901
+  _globals['_SESSIONSTATS_EVENTSBYROLEENTRY']._serialized_start=3903
+  _globals['_SESSIONSTATS_EVENTSBYROLEENTRY']._serialized_end=3954
+  _globals['_GETSTORESTATSREQUEST']._serialized_start=3956
+  _globals['_GETSTORESTATSREQUEST']._serialized_end=3996
+  _globals['_STORESTATS']._serialized_start=3999
+  _globals['_STORESTATS']._serialized_end=4323
+  _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._serialized_start=4262
+  _globals['_STORESTATS_ACTIVESESSIONSBYSTATUSENTRY']._serialized_end=4323
+  _globals['_SESSIONSERVICE']._serialized_start=4326
+  _globals['_SESSIONSERVICE']._serialized_end=5525
 # @@protoc_insertion_point(module_scope)

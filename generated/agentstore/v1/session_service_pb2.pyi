@@ -6,6 +6,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -135,6 +136,36 @@ class AppendEventsRequest(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
     expected_last_seq: int
     def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ...) -> None: ...
+
+class AppendStreamRequest(_message.Message):
+    __slots__ = ("request_id", "session_id", "events", "expected_last_seq")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    session_id: str
+    events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
+    expected_last_seq: int
+    def __init__(self, request_id: _Optional[str] = ..., session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ...) -> None: ...
+
+class AppendStreamResponse(_message.Message):
+    __slots__ = ("request_id", "appended", "duplicates", "seqs", "last_seq", "version", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APPENDED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    appended: int
+    duplicates: int
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    last_seq: int
+    version: int
+    error: _status_pb2.Status
+    def __init__(self, request_id: _Optional[str] = ..., appended: _Optional[int] = ..., duplicates: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., last_seq: _Optional[int] = ..., version: _Optional[int] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class AppendEventsResponse(_message.Message):
     __slots__ = ("appended", "duplicates", "last_seq")

@@ -99,6 +99,11 @@ class SessionServiceStub:
                 request_serializer=agentstore_dot_v1_dot_session__service__pb2.AppendEventsRequest.SerializeToString,
                 response_deserializer=agentstore_dot_v1_dot_session__service__pb2.AppendEventsResponse.FromString,
                 _registered_method=True)
+        self.AppendStream = channel.stream_stream(
+                '/agentstore.v1.SessionService/AppendStream',
+                request_serializer=agentstore_dot_v1_dot_session__service__pb2.AppendStreamRequest.SerializeToString,
+                response_deserializer=agentstore_dot_v1_dot_session__service__pb2.AppendStreamResponse.FromString,
+                _registered_method=True)
         self.ListEvents = channel.unary_unary(
                 '/agentstore.v1.SessionService/ListEvents',
                 request_serializer=agentstore_dot_v1_dot_session__service__pb2.ListEventsRequest.SerializeToString,
@@ -214,6 +219,21 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendStream(self, request_iterator, context):
+        """Appends over one long-lived stream and acknowledges each request as soon as it has
+        committed or failed: one response per request, in request order. Each request is one
+        all-or-nothing transaction, like a message of AppendEvents; requests that arrive while a
+        commit runs are committed together. A request that fails (NOT_FOUND, ABORTED on
+        `expected_last_seq`, INVALID_ARGUMENT, RESOURCE_EXHAUSTED on a limit) writes nothing and
+        gets its error in its response; the stream goes on with the next request. A client may
+        keep many requests in flight; the server reads ahead a bounded amount. If the stream
+        breaks, every acknowledged request is committed and none is half-written: resend the
+        unacknowledged ones with the same event ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListEvents(self, request, context):
         """Lists a session's events in `seq` order, with filters and paging.
         """
@@ -292,6 +312,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.AppendEvents,
                     request_deserializer=agentstore_dot_v1_dot_session__service__pb2.AppendEventsRequest.FromString,
                     response_serializer=agentstore_dot_v1_dot_session__service__pb2.AppendEventsResponse.SerializeToString,
+            ),
+            'AppendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendStream,
+                    request_deserializer=agentstore_dot_v1_dot_session__service__pb2.AppendStreamRequest.FromString,
+                    response_serializer=agentstore_dot_v1_dot_session__service__pb2.AppendStreamResponse.SerializeToString,
             ),
             'ListEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEvents,
@@ -559,6 +584,33 @@ class SessionService:
             '/agentstore.v1.SessionService/AppendEvents',
             agentstore_dot_v1_dot_session__service__pb2.AppendEventsRequest.SerializeToString,
             agentstore_dot_v1_dot_session__service__pb2.AppendEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agentstore.v1.SessionService/AppendStream',
+            agentstore_dot_v1_dot_session__service__pb2.AppendStreamRequest.SerializeToString,
+            agentstore_dot_v1_dot_session__service__pb2.AppendStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,7 @@ from agentstore.domain.errors import (
     StoreUnavailable,
 )
 
-__all__ = ["ERROR_DOMAIN", "handle_errors", "status_for"]
+__all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def status_for(error: DomainError) -> grpc.Status:
     """The gRPC status, with rich details, that reports `error`."""
+    return rpc_status.to_status(rich_status(error))
+
+
+def rich_status(error: DomainError) -> status_pb2.Status:
+    """`error` as a google.rpc.Status: its code, message, an ErrorInfo (stable reason) and,
+    for bad input or a limit, a BadRequest naming the fields."""
     code = next(
         (code for kind, code in _CODES.items() if isinstance(error, kind)), code_pb2.INTERNAL
     )
@@ -81,8 +87,7 @@ def status_for(error: DomainError) -> grpc.Status:
                 )
             )
         )
-    status = status_pb2.Status(code=code, message=error.message, details=details)
-    return rpc_status.to_status(status)
+    return status_pb2.Status(code=code, message=error.message, details=details)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:

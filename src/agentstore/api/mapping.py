@@ -8,11 +8,13 @@ from typing import Any, TypeVar
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from agentstore.api.decoding import Undecodable, undecodable_request
+from agentstore.api.errors import rich_status
 from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.limits import MAX_JSON_DEPTH
 from agentstore.domain.search import SearchHit
 from agentstore.domain.sessions import Session, SessionStatus, StoreStats
+from agentstore.service.appends import AppendAck
 from agentstore.service.requests import AppendFields, EventFields
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
@@ -265,10 +267,12 @@ def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
 
 
 def append_request_fields(
-    request: session_service_pb2.AppendEventsRequest | Undecodable,
+    request: session_service_pb2.AppendEventsRequest
+    | session_service_pb2.AppendStreamRequest
+    | Undecodable,
 ) -> AppendFields:
-    """An AppendEvents message as the service takes it. Fields the server sets (seq,
-    position, session_id and create_time of events) are ignored."""
+    """An AppendEvents or AppendStream message as the service takes it. Fields the server
+    sets (seq, position, session_id and create_time of events) are ignored."""
     if isinstance(request, Undecodable):
         raise undecodable_request()
     return {
@@ -279,6 +283,26 @@ def append_request_fields(
             request.expected_last_seq if request.HasField("expected_last_seq") else None
         ),
     }
+
+
+def request_id_of(request: session_service_pb2.AppendStreamRequest | Undecodable) -> str:
+    """The client's id of an AppendStream request; empty when it could not be decoded."""
+    return "" if isinstance(request, Undecodable) else request.request_id
+
+
+def append_ack_to_proto(ack: AppendAck) -> session_service_pb2.AppendStreamResponse:
+    response = session_service_pb2.AppendStreamResponse(request_id=ack.request_id)
+    if ack.outcome is not None:
+        response.appended = ack.outcome.appended
+        response.duplicates = ack.outcome.duplicates
+        response.seqs.extend(ack.outcome.seqs)
+        response.last_seq = ack.outcome.last_seq
+        response.version = ack.outcome.version
+    if ack.error is not None:
+        response.error.CopyFrom(rich_status(ack.error))
+        if (last_seq := ack.error.metadata.get("last_seq")) is not None:
+            response.last_seq = int(last_seq)
+    return response
 
 
 def event_to_proto(event: Event) -> event_pb2.Event:

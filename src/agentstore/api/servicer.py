@@ -10,12 +10,14 @@ import grpc
 
 from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
+    append_ack_to_proto,
     append_request_fields,
     duration_to_timedelta,
     fill_event,
     fill_search_hit,
     fill_session,
     optional_time,
+    request_id_of,
     session_stats_to_proto,
     session_status_from_proto,
     session_to_proto,
@@ -25,6 +27,7 @@ from agentstore.api.mapping import (
 from agentstore.api.response_budget import encode_page
 from agentstore.api.stream_encoding import StreamEncoder
 from agentstore.domain.callers import ANONYMOUS, Caller
+from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
 from agentstore.service.requests import (
     CreateSessionFields,
@@ -58,11 +61,13 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self,
         sessions: SessionService,
         events: EventService,
+        appends: AppendService,
         search: SearchService,
         streams: StreamService,
     ) -> None:
         self._sessions = sessions
         self._events = events
+        self._appends = appends
         self._search = search
         self._streams = streams
         self._stream_encoder = StreamEncoder()
@@ -184,12 +189,24 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
-        totals = await self._events.append_stream(
+        totals = await self._appends.append_stream(
             caller_of(context), request_iterator, append_request_fields
         )
         return session_service_pb2.AppendEventsResponse(
             appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
         )
+
+    @handle_errors
+    async def AppendStream(
+        self,
+        request_iterator: AsyncIterator[session_service_pb2.AppendStreamRequest],
+        context: Context,
+    ) -> AsyncIterator[session_service_pb2.AppendStreamResponse]:
+        acks = self._appends.acknowledged_stream(
+            caller_of(context), request_iterator, append_request_fields, request_id_of
+        )
+        async for ack in acks:
+            yield append_ack_to_proto(ack)
 
     @handle_errors
     async def ListEvents(

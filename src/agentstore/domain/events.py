@@ -117,6 +117,9 @@ class AppendOutcome:
     appended: int
     duplicates: int
     last_seq: int
+    version: int
+    # The seq of each event of the message, in order; a duplicate's is the one stored before.
+    seqs: list[int]
 
 
 class Event(NamedTuple):

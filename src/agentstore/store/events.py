@@ -93,6 +93,8 @@ class EventRepository:
                     appended=row["appended"],
                     duplicates=row["duplicates"],
                     last_seq=row["last_seq"],
+                    version=row["version"],
+                    seqs=row["seqs"],
                 )
             )
         return result

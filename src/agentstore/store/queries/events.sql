@@ -12,6 +12,8 @@
 --              content_text, data, actions, metadata}
 -- It returns one row per message up to and including the first that cannot be written,
 -- which carries the failure; every message before it is written, it and those after are not.
+-- A row has the message's counts, the session's last_seq and version after it, and the seq
+-- of each of its events (for a duplicate, the one stored before).
 --
 -- - The sessions' rows are locked FOR UPDATE in id order, so two appends never wait on each
 --   other in a cycle. The lock makes seq gapless and in commit order per session and costs
@@ -30,7 +32,7 @@ WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
         AS m(message int, session_id text, expected_last_seq bigint, event_total int)
 ), locked AS (
-    SELECT id, app_name, user_id, last_seq, state,
+    SELECT id, app_name, user_id, last_seq, version, state,
            session_is_live(delete_time, expire_time) AS live
     FROM sessions
     WHERE id IN (SELECT session_id FROM msg) AND in_scope(app_name, %(apps)s)
@@ -42,16 +44,16 @@ WITH msg AS (
              invocation_id text, agent_id text, branch text, content_role text,
              content_text text, data jsonb, actions jsonb, metadata jsonb)
 ), flagged AS (
-    SELECT ev.*, msg.session_id,
+    SELECT ev.*, msg.session_id, stored.seq AS stored_seq,
            row_number() OVER (PARTITION BY msg.session_id, ev.event_id ORDER BY ev.number) = 1
-           AND NOT EXISTS (
-               SELECT 1 FROM events AS stored
-               WHERE stored.session_id = msg.session_id AND stored.event_id = ev.event_id
-           ) AS fresh
+           AND stored.seq IS NULL AS fresh
     FROM ev JOIN msg USING (message)
+    LEFT JOIN events AS stored
+        ON stored.session_id = msg.session_id AND stored.event_id = ev.event_id
 ), counted AS (
     SELECT msg.message, msg.session_id, msg.expected_last_seq, msg.event_total,
-           locked.app_name, locked.live, locked.last_seq, COALESCE(fresh.n, 0) AS fresh_count
+           locked.app_name, locked.live, locked.last_seq, locked.version,
+           COALESCE(fresh.n, 0) AS fresh_count
     FROM msg
     LEFT JOIN locked ON locked.id = msg.session_id
     LEFT JOIN (SELECT message, count(*)::int AS n FROM flagged WHERE fresh GROUP BY message)
@@ -60,10 +62,13 @@ WITH msg AS (
     SELECT counted.*,
            last_seq + COALESCE(sum(fresh_count) OVER (
                PARTITION BY session_id ORDER BY message
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq_before,
+           version + count(*) FILTER (WHERE fresh_count > 0) OVER (
+               PARTITION BY session_id ORDER BY message ROWS UNBOUNDED PRECEDING)
+               AS version_after
     FROM counted
 ), judged AS (
-    SELECT message, session_id, app_name, event_total, fresh_count, seq_before,
+    SELECT message, session_id, app_name, event_total, fresh_count, seq_before, version_after,
            CASE
                WHEN live IS NOT TRUE THEN 'session_not_found'
                WHEN fresh_count > 0 AND expected_last_seq IS NOT NULL
@@ -80,6 +85,15 @@ WITH msg AS (
                PARTITION BY flagged.session_id ORDER BY flagged.number) AS seq
     FROM flagged JOIN locked ON locked.id = flagged.session_id
     WHERE flagged.fresh AND flagged.message < (SELECT message FROM cutoff)
+), event_seqs AS (
+    -- Each event's seq: the new one, or for a duplicate the one stored before (in the table,
+    -- or earlier in this batch).
+    SELECT flagged.message,
+           array_agg(COALESCE(flagged.stored_seq, first.seq) ORDER BY flagged.number) AS seqs
+    FROM flagged
+    LEFT JOIN kept AS first
+        ON first.session_id = flagged.session_id AND first.event_id = flagged.event_id
+    GROUP BY flagged.message
 ), last_delta AS (
     SELECT DISTINCT ON (kept.session_id, delta.key) kept.session_id, delta.key, delta.value
     FROM kept, jsonb_each(kept.actions->'state_delta') AS delta
@@ -138,8 +152,9 @@ SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS
        judged.event_total - judged.fresh_count AS duplicates,
        CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
             ELSE judged.seq_before END AS last_seq,
-       judged.failure
+       judged.failure, judged.version_after AS version, event_seqs.seqs
 FROM judged
+LEFT JOIN event_seqs USING (message)
 WHERE judged.message <= (SELECT message FROM cutoff)
 ORDER BY judged.message;
 
