@@ -2,6 +2,8 @@
 for what gRPC in Python alone allows on this machine.
 
 - AppendEvents only counts the messages it receives (for the single-event append figures).
+- GetSession answers every request with the same small session at once, and AppendStream
+  acknowledges each request at once (for the round-trip floors of bench/latency.py).
 - StreamEvents follows one of 10 sessions ("s0".."s9") whose events the server makes itself,
   200 a second in total, each sent to every follower of its session as it is made; an
   event's text is its creation time (time.perf_counter), as in bench/stream.py (for the
@@ -19,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from agentstore.v1 import event_pb2, session_service_pb2_grpc
+from agentstore.v1 import event_pb2, session_pb2, session_service_pb2_grpc
 from agentstore.v1 import session_service_pb2 as pb
 
 SESSIONS = 10
@@ -28,6 +30,7 @@ EVENTS_PER_SECOND = 200
 
 class BaselineServicer(session_service_pb2_grpc.SessionServiceServicer):
     def __init__(self) -> None:
+        self._session = session_pb2.Session(id="s", app_name="bench", version=1)
         self._followers: dict[str, set[asyncio.Queue[pb.StreamEventsResponse]]] = {
             f"s{n}": set() for n in range(SESSIONS)
         }
@@ -39,6 +42,19 @@ class BaselineServicer(session_service_pb2_grpc.SessionServiceServicer):
         async for request in request_iterator:
             events += len(request.events)
         return pb.AppendEventsResponse(appended=events)
+
+    async def GetSession(  # noqa: N802 - the generated method name
+        self, request: pb.GetSessionRequest, context: Any
+    ) -> Any:
+        return self._session
+
+    async def AppendStream(  # noqa: N802 - the generated method name
+        self, request_iterator: AsyncIterator[pb.AppendStreamRequest], context: Any
+    ) -> AsyncIterator[pb.AppendStreamResponse]:
+        async for request in request_iterator:
+            yield pb.AppendStreamResponse(
+                request_id=request.request_id, appended=len(request.events), seqs=[1]
+            )
 
     async def StreamEvents(  # noqa: N802 - the generated method name
         self, request: pb.StreamEventsRequest, context: Any

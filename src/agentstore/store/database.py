@@ -113,13 +113,6 @@ class Database:
                 log.warning("database unavailable", extra={"error": str(exc)})
             raise translated from exc
 
-    @asynccontextmanager
-    async def transaction(self, *, session_id: str = "") -> AsyncIterator[Connection]:
-        """A pooled connection inside a transaction, committed when the block exits normally
-        and rolled back when it raises."""
-        async with self.connection(session_id=session_id) as connection, connection.transaction():
-            yield connection
-
 
 async def fetch_tuples(
     connection: Connection,

@@ -165,7 +165,9 @@ class SessionRepository:
             "max_state_bytes": self._limits.max_state_bytes,
             "max_metadata_bytes": self._limits.max_metadata_bytes,
         }
-        async with self._database.transaction(session_id=patch.session_id) as connection:
+        # One statement in autocommit, one round trip: a limit it passes fails the statement
+        # (within_limit), so nothing needs rolling back. Why no row came back is read after.
+        async with self._database.connection(session_id=patch.session_id) as connection:
             row = await _fetch_one(connection, UPDATE_SESSION, params)
             if row is None:
                 standing = await _fetch_one(
