@@ -1,0 +1,91 @@
+"""Loading a whole session's history: agentstore next to psycopg reading the same rows.
+
+    python -m bench.history [--database-url URL] [--events 5000] [--loads 20]
+
+An agent resuming a session loads all of it. For a session of `--events` events this prints
+the median time of `--loads` loads through StreamEvents (replay, no follow) and through
+ListEvents (pages of 1,000), next to psycopg reading the same rows in the same run and
+decoding their JSON (`SELECT ... ORDER BY seq`, jsonb parsed), which is what OpenAI Agents'
+SQL session does. Target (issue 11): within 1.2x of psycopg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import grpc
+import psycopg
+
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from bench.common import parser, running_server, scratch_database
+from bench.stream import load_session
+
+
+async def median_seconds(loads: int, load: object) -> float:
+    durations = []
+    for _ in range(loads + 2):  # the first two warm up caches and prepared statements
+        started = time.perf_counter()
+        count = await load()  # type: ignore[operator]
+        durations.append(time.perf_counter() - started)
+        assert count > 0
+    return statistics.median(durations[2:])
+
+
+async def main() -> None:
+    options = parser(__doc__ or "")
+    options.add_argument("--events", type=int, default=5000)
+    options.add_argument("--loads", type=int, default=20)
+    arguments = options.parse_args()
+    events = arguments.events
+    async with (
+        scratch_database(arguments.database_url) as database_url,
+        running_server(database_url) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = SessionServiceStub(channel)
+        session_id = await load_session(stub, events)
+
+        async def by_stream() -> int:
+            count = 0
+            async for response in stub.StreamEvents(pb.StreamEventsRequest(session_id=session_id)):
+                count += len(response.events)
+            assert count == events, count
+            return count
+
+        async def by_pages() -> int:
+            count, token = 0, ""
+            while True:
+                page = await stub.ListEvents(
+                    pb.ListEventsRequest(session_id=session_id, page_size=1000, page_token=token)
+                )
+                count += len(page.events)
+                if not (token := page.next_page_token):
+                    break
+            assert count == events, count
+            return count
+
+        async with await psycopg.AsyncConnection.connect(database_url) as connection:
+
+            async def by_psycopg() -> int:
+                cursor = await connection.execute(
+                    "SELECT session_id, seq, event_id, type, author, content_role, content_text,"
+                    " data, actions, metadata, create_time FROM events WHERE session_id = %s"
+                    " ORDER BY seq",
+                    (session_id,),
+                )
+                return len(await cursor.fetchall())
+
+            floor = await median_seconds(arguments.loads, by_psycopg)
+        stream = await median_seconds(arguments.loads, by_stream)
+        pages = await median_seconds(arguments.loads, by_pages)
+    print(f"loading a {events:,}-event session, median of {arguments.loads} loads:")
+    print(f"psycopg, rows with JSON decoded:       {floor * 1000:8.1f} ms   baseline")
+    print(f"StreamEvents replay:                   {stream * 1000:8.1f} ms   {stream / floor:.2f}x")
+    print(f"ListEvents, pages of 1,000:            {pages * 1000:8.1f} ms   {pages / floor:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
