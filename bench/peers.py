@@ -1,0 +1,152 @@
+"""agentstore next to the stores agent teams would otherwise use, on one PostgreSQL, one run.
+
+    python -m bench.peers --database-url URL [--appends 1000] [--history 5000]
+
+The peers run in venvs of their own, never agentstore's dependencies (bench/peer_adk.py,
+bench/peer_openai_agents.py); make them once:
+
+    python3 -m venv ~/.cache/agentstore-bench/adk
+    ~/.cache/agentstore-bench/adk/bin/pip install 'google-adk[db]' 'psycopg[binary]'
+    python3 -m venv ~/.cache/agentstore-bench/openai-agents
+    ~/.cache/agentstore-bench/openai-agents/bin/pip install \
+        'openai-agents[sqlalchemy]' 'psycopg[binary]'
+
+For each store: `--appends` awaited single-item appends to one session (what an adapter does:
+append, await, go on), their p50 and rate; and the median time to load a `--history`-item
+session whole (agentstore: StreamEvents replay; ADK: get_session; OpenAI Agents: get_items).
+Targets (issue 11): awaited appends at least 2x both peers; history at least as fast as OpenAI
+Agents and 10x ADK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from agentstore.v1 import event_pb2
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from bench.common import ROOT, parser, running_server, scratch_database
+from bench.latency import Pipe
+
+VENVS = Path.home() / ".cache" / "agentstore-bench"
+PEERS = {
+    "Google ADK DatabaseSessionService": ("adk", "bench/peer_adk.py"),
+    "OpenAI Agents SQLAlchemySession": ("openai-agents", "bench/peer_openai_agents.py"),
+}
+TEXT = (
+    "The agent looked up the customer's last three invoices, compared the totals with the "
+    "plan, and found that the March invoice charged the annual rate twice; it drafts a refund."
+)
+LOADS = 20
+
+
+def one_event(number: int) -> event_pb2.Event:
+    return event_pb2.Event(
+        type="message",
+        author="assistant",
+        content=event_pb2.Content(role="assistant", text=f"{number} {TEXT}"),
+    )
+
+
+async def agentstore(database_url: str, appends: int, history: int) -> dict[str, float]:
+    async with (
+        running_server(database_url) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = SessionServiceStub(channel)
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name="bench"))
+        pipe = Pipe(stub.AppendStream)
+
+        async def append(number: int) -> None:
+            await pipe.round_trip(
+                pb.AppendStreamRequest(session_id=session.id, events=[one_event(number)])
+            )
+
+        for number in range(20):  # warm up
+            await append(number)
+        durations = []
+        for number in range(appends):
+            started = time.perf_counter()
+            await append(number)
+            durations.append(time.perf_counter() - started)
+        pipe.close()
+        long = await stub.CreateSession(pb.CreateSessionRequest(app_name="bench"))
+        batches = [
+            pb.AppendEventsRequest(
+                session_id=long.id,
+                events=[one_event(n) for n in range(start, min(history, start + 1000))],
+            )
+            for start in range(0, history, 1000)
+        ]
+        await stub.AppendEvents(iter(batches))
+        loads = []
+        for _ in range(LOADS + 2):
+            started = time.perf_counter()
+            count = 0
+            async for response in stub.StreamEvents(pb.StreamEventsRequest(session_id=long.id)):
+                count += len(response.events)
+            loads.append(time.perf_counter() - started)
+            assert count == history, count
+    return {
+        "append_p50_ms": statistics.median(durations) * 1000,
+        "appends_per_second": appends / sum(durations),
+        "load_ms": statistics.median(loads[2:]) * 1000,
+    }
+
+
+async def peer(venv: str, script: str, database_url: str, appends: int, history: int) -> dict:  # type: ignore[type-arg]
+    python = VENVS / venv / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{python} is missing: make the peers' venvs first (see --help)")
+    process = await asyncio.create_subprocess_exec(
+        str(python), str(ROOT / script), "--database-url", database_url,
+        "--appends", str(appends), "--history", str(history),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"{script} failed with exit code {process.returncode}")
+    result: dict = json.loads(stdout.decode().strip().splitlines()[-1])  # type: ignore[type-arg]
+    return result
+
+
+async def main() -> None:
+    options = parser(__doc__ or "")
+    options.add_argument("--appends", type=int, default=1000)
+    options.add_argument("--history", type=int, default=5000)
+    arguments = options.parse_args()
+    if arguments.database_url is None:
+        sys.exit("give --database-url: the peers need a PostgreSQL server they can reach")
+    appends, history = arguments.appends, arguments.history
+    results = {}
+    async with scratch_database(arguments.database_url) as database_url:
+        results["agentstore (AppendStream, StreamEvents)"] = await agentstore(
+            database_url, appends, history
+        )
+    for name, (venv, script) in PEERS.items():
+        results[name] = await peer(venv, script, arguments.database_url, appends, history)
+    ours = results["agentstore (AppendStream, StreamEvents)"]
+    print(f"{appends:,} awaited single-item appends; loading a {history:,}-item session\n")
+    print(f"{'store':44} {'appends/s':>10} {'p50 ms':>7} {'load ms':>8}")
+    for name, figures in results.items():
+        print(
+            f"{name:44} {figures['appends_per_second']:10,.0f} {figures['append_p50_ms']:7.2f}"
+            f" {figures['load_ms']:8.1f}"
+        )
+    print("\nagentstore against each peer (above 1: agentstore is faster)")
+    for name in PEERS:
+        figures = results[name]
+        append_ratio = ours["appends_per_second"] / figures["appends_per_second"]
+        load_ratio = figures["load_ms"] / ours["load_ms"]
+        print(f"{name:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
