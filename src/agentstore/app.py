@@ -11,6 +11,8 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 import psycopg
@@ -19,6 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import PoolTimeout
 
+from agentstore.api.auth import Authenticator
 from agentstore.api.decoding import add_service
 from agentstore.api.servicer import SessionServicer
 from agentstore.background import BackgroundTasks
@@ -28,6 +31,7 @@ from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
 from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
+from agentstore.service.keys import KeyService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.service.streams import StreamService
@@ -35,16 +39,18 @@ from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
 from agentstore.store.errors import StoreNotReady
 from agentstore.store.events import EventRepository
+from agentstore.store.keys import KeyRepository
 from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.notifications import Listener, notify
 from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
 from agentstore.v1 import session_service_pb2
 
-__all__ = ["AgentStoreServer", "StartupError", "migrate", "serve"]
+__all__ = ["AgentStoreServer", "StartupError", "migrate", "serve", "with_keys"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -99,6 +105,8 @@ class AgentStoreServer:
         doorbell = Doorbell(hub, functools.partial(notify, database), self._tasks)
         await self._start_listening(conninfo, hub)
         session_service = SessionService(sessions, settings.limits)
+        keys = KeyService(KeyRepository(database), settings.limits)
+        auth = Authenticator(keys if settings.auth == "api-key" else None)
         servicer = SessionServicer(
             session_service,
             EventService(events, settings.limits),
@@ -111,6 +119,7 @@ class AgentStoreServer:
                 sessions, events, hub, settings.limits,
                 heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
             ),
+            auth,
         )  # fmt: skip
         self._server = await self._serve(servicer)
         await self._set_health(SERVING)
@@ -244,6 +253,27 @@ async def serve(settings: Settings) -> None:
     log.info("agentstore stopping")
     await server.stop()
     log.info("agentstore stopped")
+
+
+async def with_keys(settings: Settings, work: Callable[[KeyService], Awaitable[T]]) -> T:
+    """Run `work` on the key service of the configured database (starting and stopping the
+    embedded one if needed, migrating it first), as `agentstore keys` does."""
+    embedded = None if settings.database_url else EmbeddedPostgres(settings.data_dir)
+    try:
+        conninfo = settings.database_url if embedded is None else await embedded.start()
+        assert conninfo is not None  # one of the two is always there
+        await apply_migrations(conninfo)
+        database = Database(conninfo, min_size=1, max_size=2)
+        await database.open(settings.database_timeout.total_seconds())
+        try:
+            return await work(KeyService(KeyRepository(database), settings.limits))
+        finally:
+            await database.close()
+    except (psycopg.OperationalError, PoolTimeout, MigrationError) as exc:
+        raise StartupError(f"cannot reach the database: {exc}".strip()) from exc
+    finally:
+        if embedded is not None:
+            await embedded.stop()
 
 
 async def migrate(settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""`agentstore serve` and `agentstore migrate`."""
+"""`agentstore serve`, `agentstore migrate` and `agentstore keys`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from agentstore.app import StartupError, migrate, serve
 from agentstore.config import Settings, env_name, flag_name
+from agentstore.keys_cli import add_key_commands, run_keys
 from agentstore.logs import configure_logging
 
 __all__ = ["load_settings", "main"]
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(
         commands.add_parser("migrate", help="apply pending database migrations and exit")
     )
+    keys = commands.add_parser("keys", help="make, list and revoke API keys")
+    for command in add_key_commands(keys):
+        _add_setting_flags(command)
     return parser
 
 
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "serve":
             asyncio.run(serve(settings))
             return 0
+        if arguments.command == "keys":
+            return run_keys(arguments, settings)
         applied = asyncio.run(migrate(settings))
     except StartupError as exc:
         print(f"agentstore: {exc}", file=sys.stderr)

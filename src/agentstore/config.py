@@ -7,7 +7,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -22,7 +22,14 @@ from agentstore.domain.limits import (
     Limits,
 )
 
-__all__ = ["ENV_PREFIX", "Settings", "default_data_dir", "env_name", "flag_name"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "default_data_dir",
+    "env_name",
+    "flag_name",
+    "parse_duration",
+]
 
 ENV_PREFIX = "AGENTSTORE_"
 
@@ -32,13 +39,16 @@ _SIZE = re.compile(r"(\d+)(B|KiB|MiB|GiB)?")
 _SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, None: 1}
 
 
+def parse_duration(text: str) -> timedelta:
+    """A duration such as 500ms, 30s, 5m, 2h or 7d; raises ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("must be a duration such as 500ms, 30s, 5m, 2h or 7d")
+    return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+
+
 def _parse_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
-            raise ValueError("must be a duration such as 500ms, 30s, 5m, 2h or 7d")
-        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
-    return value
+    return parse_duration(value) if isinstance(value, str) else value
 
 
 def _parse_size(value: Any) -> Any:
@@ -138,6 +148,11 @@ class Settings(BaseModel):
     )
     search_candidates: int = Field(
         default=2000, ge=1, description="Search ranks this many of the newest matches"
+    )
+    auth: Literal["none", "api-key"] = Field(
+        default="none",
+        description="none, or api-key: every call needs authorization: Bearer <key> "
+        "(agentstore keys create)",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 

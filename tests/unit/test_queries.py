@@ -12,7 +12,15 @@ from agentstore.store.queries import QUERIES_DIR, query, query_names
 
 def test_every_file_loads_and_every_statement_is_plain_sql() -> None:
     files = sorted(path.stem for path in QUERIES_DIR.glob("*.sql"))
-    assert files == ["connection", "events", "migrations", "notifications", "search", "sessions"]
+    assert files == [
+        "connection",
+        "events",
+        "keys",
+        "migrations",
+        "notifications",
+        "search",
+        "sessions",
+    ]
     for file in files:
         names = query_names(file)
         assert names, file

@@ -29,6 +29,7 @@ from agentstore.domain.errors import (
     PermissionDenied,
     ServerShuttingDown,
     StoreUnavailable,
+    Unauthenticated,
 )
 
 __all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
@@ -45,6 +46,7 @@ _CODES: dict[type[DomainError], int] = {
     ConcurrentWrite: code_pb2.ABORTED,
     LimitExceeded: code_pb2.RESOURCE_EXHAUSTED,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
     StoreUnavailable: code_pb2.UNAVAILABLE,
     ServerShuttingDown: code_pb2.UNAVAILABLE,
 }

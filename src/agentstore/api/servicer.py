@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from agentstore.api.auth import Authenticator
 from agentstore.api.errors import handle_errors
 from agentstore.api.mapping import (
     append_ack_to_proto,
@@ -26,7 +27,6 @@ from agentstore.api.mapping import (
 )
 from agentstore.api.response_budget import encode_page
 from agentstore.api.stream_encoding import StreamEncoder
-from agentstore.domain.callers import ANONYMOUS, Caller
 from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
 from agentstore.service.requests import (
@@ -47,11 +47,6 @@ __all__ = ["SessionServicer"]
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def caller_of(context: Context) -> Caller:
-    """Who makes this call. No credentials are checked yet: nobody in particular."""
-    return ANONYMOUS
-
-
 def _with_state(view: int) -> bool:
     return view != session_pb2.SESSION_VIEW_BASIC
 
@@ -64,18 +59,21 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         appends: AppendService,
         search: SearchService,
         streams: StreamService,
+        auth: Authenticator,
     ) -> None:
         self._sessions = sessions
         self._events = events
         self._appends = appends
         self._search = search
         self._streams = streams
+        self._auth = auth
         self._stream_encoder = StreamEncoder()
 
     @handle_errors
     async def CreateSession(
         self, request: session_service_pb2.CreateSessionRequest, context: Context
     ) -> session_pb2.Session:
+        caller = await self._auth.caller_of(context)
         fields: CreateSessionFields = {
             "session_id": request.session_id,
             "app_name": request.app_name,
@@ -86,14 +84,17 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "state": struct_to_dict(request.state, "state"),
             "ttl": (duration_to_timedelta(request.ttl, "ttl") if request.HasField("ttl") else None),
         }
-        return session_to_proto(await self._sessions.create(caller_of(context), fields))
+        return session_to_proto(await self._sessions.create(caller, fields))
 
     @handle_errors
     async def GetSession(
         self, request: session_service_pb2.GetSessionRequest, context: Context
     ) -> session_pb2.Session:
+        caller = await self._auth.caller_of(context)
         session = await self._sessions.get(
-            caller_of(context), request.session_id, with_state=_with_state(request.view)
+            caller,
+            request.session_id,
+            with_state=_with_state(request.view),
         )
         return session_to_proto(session)
 
@@ -101,6 +102,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def ListSessions(
         self, request: session_service_pb2.ListSessionsRequest, context: Context
     ) -> bytes:  # an encoded ListSessionsResponse
+        caller = await self._auth.caller_of(context)
         fields: SessionListFields = {
             "app_name": request.app_name,
             "user_id": request.user_id,
@@ -109,7 +111,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "show_deleted": request.show_deleted,
         }
         page = await self._sessions.list(
-            caller_of(context),
+            caller,
             fields,
             page_size_requested=request.page_size,
             page_token=request.page_token,
@@ -122,6 +124,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def UpdateSession(
         self, request: session_service_pb2.UpdateSessionRequest, context: Context
     ) -> session_pb2.Session:
+        caller = await self._auth.caller_of(context)
         if request.HasField("update_mask"):
             paths = set(request.update_mask.paths)
         else:
@@ -146,15 +149,14 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
                 request.expected_version if request.HasField("expected_version") else None
             ),
         }
-        return session_to_proto(await self._sessions.update(caller_of(context), fields))
+        return session_to_proto(await self._sessions.update(caller, fields))
 
     @handle_errors
     async def DeleteSession(
         self, request: session_service_pb2.DeleteSessionRequest, context: Context
     ) -> session_service_pb2.DeleteSessionResponse:
-        session = await self._sessions.delete(
-            caller_of(context), request.session_id, purge=request.purge
-        )
+        caller = await self._auth.caller_of(context)
+        session = await self._sessions.delete(caller, request.session_id, purge=request.purge)
         response = session_service_pb2.DeleteSessionResponse()
         if session is not None:
             fill_session(response.session, session)
@@ -164,15 +166,20 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def UndeleteSession(
         self, request: session_service_pb2.UndeleteSessionRequest, context: Context
     ) -> session_pb2.Session:
-        session = await self._sessions.undelete(caller_of(context), request.session_id)
+        caller = await self._auth.caller_of(context)
+        session = await self._sessions.undelete(caller, request.session_id)
         return session_to_proto(session)
 
     @handle_errors
     async def DeleteSessions(
         self, request: session_service_pb2.DeleteSessionsRequest, context: Context
     ) -> session_service_pb2.DeleteSessionsResponse:
+        caller = await self._auth.caller_of(context)
         count = await self._sessions.delete_many(
-            caller_of(context), request.app_name, request.user_id, purge=request.purge
+            caller,
+            request.app_name,
+            request.user_id,
+            purge=request.purge,
         )
         return session_service_pb2.DeleteSessionsResponse(deleted_count=count)
 
@@ -180,7 +187,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def GetStoreStats(
         self, request: session_service_pb2.GetStoreStatsRequest, context: Context
     ) -> session_service_pb2.StoreStats:
-        stats = await self._sessions.store_stats(caller_of(context), request.app_name)
+        caller = await self._auth.caller_of(context)
+        stats = await self._sessions.store_stats(caller, request.app_name)
         return store_stats_to_proto(stats)
 
     @handle_errors
@@ -189,9 +197,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         request_iterator: AsyncIterator[session_service_pb2.AppendEventsRequest],
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
-        totals = await self._appends.append_stream(
-            caller_of(context), request_iterator, append_request_fields
-        )
+        caller = await self._auth.caller_of(context)
+        totals = await self._appends.append_stream(caller, request_iterator, append_request_fields)
         return session_service_pb2.AppendEventsResponse(
             appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
         )
@@ -202,8 +209,12 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         request_iterator: AsyncIterator[session_service_pb2.AppendStreamRequest],
         context: Context,
     ) -> AsyncIterator[session_service_pb2.AppendStreamResponse]:
+        caller = await self._auth.caller_of(context)
         acks = self._appends.acknowledged_stream(
-            caller_of(context), request_iterator, append_request_fields, request_id_of
+            caller,
+            request_iterator,
+            append_request_fields,
+            request_id_of,
         )
         async for ack in acks:
             yield append_ack_to_proto(ack)
@@ -212,6 +223,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def ListEvents(
         self, request: session_service_pb2.ListEventsRequest, context: Context
     ) -> bytes:  # an encoded ListEventsResponse
+        caller = await self._auth.caller_of(context)
         fields: EventListFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
@@ -226,7 +238,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "end_time": optional_time(request, "end_time"),
         }
         page = await self._events.list(
-            caller_of(context),
+            caller,
             fields,
             page_size_requested=request.page_size,
             page_token=request.page_token,
@@ -238,13 +250,15 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def GetSessionStats(
         self, request: session_service_pb2.GetSessionStatsRequest, context: Context
     ) -> session_service_pb2.SessionStats:
-        stats = await self._events.stats(caller_of(context), request.session_id)
+        caller = await self._auth.caller_of(context)
+        stats = await self._events.stats(caller, request.session_id)
         return session_stats_to_proto(stats)
 
     @handle_errors
     async def StreamEvents(
         self, request: session_service_pb2.StreamEventsRequest, context: Context
     ) -> AsyncIterator[bytes]:  # encoded StreamEventsResponses
+        caller = await self._auth.caller_of(context)
         fields: StreamFields = {
             "session_id": request.session_id,
             "after_seq": request.after_seq,
@@ -255,7 +269,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "follow": request.follow,
             "resume_token": request.resume_token,
         }
-        async for message in self._streams.stream(caller_of(context), fields):
+        async for message in self._streams.stream(caller, fields):
             for response in self._stream_encoder.encode(message):
                 yield response
 
@@ -263,6 +277,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def Search(
         self, request: session_service_pb2.SearchRequest, context: Context
     ) -> bytes:  # an encoded SearchResponse
+        caller = await self._auth.caller_of(context)
         fields: SearchFields = {
             "query": request.query,
             "app_name": request.app_name,
@@ -275,7 +290,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "end_time": optional_time(request, "end_time"),
         }
         page = await self._search.search(
-            caller_of(context),
+            caller,
             fields,
             page_size_requested=request.page_size,
             page_token=request.page_token,

@@ -1,15 +1,18 @@
-"""Who is calling, and which apps a call may touch.
+"""Who is calling, which apps a call may touch, and what it may do there.
 
 The api layer makes a `Caller` for every call and it flows through the service into every
-store query, each of which takes the `Scope` it may touch explicitly. Today every caller is
-`ANONYMOUS`, whose scope is every app; credentials scoped to apps only need to make a
-narrower Caller, in one place."""
+store query, each of which takes the `Scope` it may touch explicitly. Without authentication
+every caller is `ANONYMOUS`: an admin of every app. With API keys, a key's apps make the
+scope and its role what it may do."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-__all__ = ["ANONYMOUS", "EVERY_APP", "Caller", "Scope"]
+from agentstore.domain.errors import PermissionDenied, outside_scope
+
+__all__ = ["ANONYMOUS", "EVERY_APP", "Caller", "Role", "Scope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +33,37 @@ class Scope:
 EVERY_APP = Scope()
 
 
+class Role(StrEnum):
+    """What a caller may do in its apps: read; read and write; or that and manage them."""
+
+    READER = "reader"
+    WRITER = "writer"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The identity behind a call and the scope it brings."""
+    """The identity behind a call, the scope it brings and its role there."""
 
     name: str
     scope: Scope
+    role: Role = Role.ADMIN
+
+    def check_app(self, app_name: str) -> None:
+        """Raises `PermissionDenied` unless the caller's scope reaches `app_name`."""
+        if not self.scope.allows(app_name):
+            raise outside_scope(app_name)
+
+    def check_admin(self) -> None:
+        """Raises `PermissionDenied` for a caller that is not an admin (of its apps)."""
+        if self.role is not Role.ADMIN:
+            raise PermissionDenied("this takes an admin key", reason="ADMIN_KEY_REQUIRED")
+
+    def check_writes(self) -> None:
+        """Raises `PermissionDenied` for a caller that may only read."""
+        if self.role is Role.READER:
+            raise PermissionDenied("this key may only read", reason="READ_ONLY_KEY")
 
 
-# No credentials are checked yet: every call comes from nobody in particular.
-ANONYMOUS = Caller("anonymous", EVERY_APP)
+# Without authentication every call comes from nobody in particular, with every right.
+ANONYMOUS = Caller("anonymous", EVERY_APP, Role.ADMIN)

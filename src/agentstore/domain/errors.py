@@ -17,6 +17,7 @@ __all__ = [
     "PermissionDenied",
     "ServerShuttingDown",
     "StoreUnavailable",
+    "Unauthenticated",
     "outside_scope",
     "session_already_exists",
     "session_not_found",
@@ -102,6 +103,12 @@ class PermissionDenied(DomainError):
     """The caller may not do this: its scope does not reach the app it names."""
 
     default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(DomainError):
+    """The call carries no valid credential."""
+
+    default_reason = "UNAUTHENTICATED"
 
 
 class StoreUnavailable(DomainError):

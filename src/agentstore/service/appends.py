@@ -117,6 +117,7 @@ class AppendService:
         the stream goes on. Messages that arrive while a commit is in flight are committed
         together in the next transaction. On the first failing message, everything before it
         stays committed and its error is raised (with `message_index` in its metadata)."""
+        caller.check_writes()
         totals = AppendTotals()
         transport = _Transport(decode, lambda request: "")
         async with _reading(self, requests, transport, keep_going=False) as next_batch:
@@ -151,6 +152,7 @@ class AppendService:
         """One acknowledgement per request message, in order, once it has committed or
         failed; a failing message writes nothing and the stream goes on. Messages that arrive
         while a commit is in flight are committed together in the next transaction."""
+        caller.check_writes()
         transport = _Transport(decode, request_id)
         async with _reading(self, requests, transport, keep_going=True) as next_batch:
             while True:

@@ -43,6 +43,8 @@ class SearchService:
         page_token: str,
     ) -> Page[SearchHit]:
         search = validate(SearchFilter, request, self._limits)
+        if search.app_name:
+            caller.check_app(search.app_name)
         if not search.query.strip():
             raise InvalidArgument.of("query", "must contain something to search for")
         limit = page_size(page_size_requested, SEARCH_PAGE)

@@ -45,8 +45,10 @@ class SessionService:
 
     async def create(self, caller: Caller, request: CreateSessionFields) -> Session:
         """Create a session; raises `InvalidArgument` and `AlreadyExists`."""
+        caller.check_writes()
         fields = {key: value for key, value in request.items() if value is not None}
         new = validate(NewSession, fields, self._limits)
+        caller.check_app(new.app_name)
         return await self._repository.insert(
             caller.scope,
             session_id=new.session_id or new_uuid7(),
@@ -73,6 +75,8 @@ class SessionService:
         with_state: bool = True,
     ) -> Page[Session]:
         session_filter = validate(SessionFilter, request, self._limits)
+        if session_filter.app_name:
+            caller.check_app(session_filter.app_name)
         limit = page_size(page_size_requested, LIST_PAGE)
         filters = session_filter.model_dump(mode="json")
         position = decode_page_token(page_token, filters)
@@ -93,6 +97,7 @@ class SessionService:
 
     async def update(self, caller: Caller, request: UpdateSessionFields) -> Session:
         """Apply UpdateSession; `request["fields"]` holds the paths to change."""
+        caller.check_writes()
         unknown = sorted(request["fields"] - UPDATABLE_FIELDS)
         if unknown:
             raise InvalidArgument.of(
@@ -112,6 +117,7 @@ class SessionService:
 
     async def delete(self, caller: Caller, session_id: str, *, purge: bool) -> Session | None:
         """Soft-delete (returning the deleted session) or purge (returning None)."""
+        caller.check_writes()
         self._check_id("session_id", session_id)
         if purge:
             await self._repository.purge(caller.scope, session_id)
@@ -119,11 +125,14 @@ class SessionService:
         return await self._repository.soft_delete(caller.scope, session_id)
 
     async def undelete(self, caller: Caller, session_id: str) -> Session:
+        caller.check_writes()
         self._check_id("session_id", session_id)
         return await self._repository.undelete(caller.scope, session_id)
 
     async def delete_many(self, caller: Caller, app_name: str, user_id: str, *, purge: bool) -> int:
+        caller.check_admin()  # deleting a whole app or user at once
         self._check_id("app_name", app_name)
+        caller.check_app(app_name)
         if user_id:
             self._check_id("user_id", user_id)
         return await self._repository.delete_many(caller.scope, app_name, user_id, purge=purge)
@@ -131,6 +140,7 @@ class SessionService:
     async def store_stats(self, caller: Caller, app_name: str) -> StoreStats:
         if app_name:
             self._check_id("app_name", app_name)
+            caller.check_app(app_name)
         return await self._repository.store_stats(caller.scope, app_name)
 
     async def reap(self, *, expired_grace: timedelta, deleted_retention: timedelta | None) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentstore.domain.callers import Caller, Scope
-from agentstore.domain.errors import InvalidArgument, ServerShuttingDown, outside_scope
+from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
@@ -117,8 +117,8 @@ class StreamService:
             raise InvalidArgument.of(
                 "session_id", "give either session_id (one session) or app_name (a feed)"
             )
-        if wanted.app_name and not caller.scope.allows(wanted.app_name):
-            raise outside_scope(wanted.app_name)
+        if wanted.app_name:
+            caller.check_app(wanted.app_name)
         self._hub.open_stream()
         try:
             if wanted.session_id:
