@@ -14,7 +14,11 @@ RUN useradd --create-home --uid 10001 agentstore \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER agentstore
+# Reachable from outside the container, so keys are required: make them on the same volume
+# or database with `docker run --entrypoint agentstore -v agentstore-data:/data IMAGE keys
+# create --app APP --role writer`.
 ENV AGENTSTORE_LISTEN=0.0.0.0:50051 \
+    AGENTSTORE_AUTH=api-key \
     AGENTSTORE_DATA_DIR=/data
 VOLUME /data
 EXPOSE 50051

@@ -173,6 +173,14 @@ class AgentStoreServer:
             server,
         )
         listen = self.settings.listen
+        open_to_anyone = self.settings.auth == "none" and not self.settings.listens_on_loopback
+        if open_to_anyone and not self.settings.insecure:
+            raise StartupError(
+                f"refusing to serve {listen} without authentication: anyone who reaches it "
+                "could read and delete every app's sessions. Use --auth api-key (make keys "
+                "with `agentstore keys create`), listen on 127.0.0.1, or pass --insecure to "
+                "serve it open anyway"
+            )
         try:
             self.port = server.add_insecure_port(listen)
         except RuntimeError as exc:  # what grpc raises when it cannot bind

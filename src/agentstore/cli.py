@@ -33,6 +33,12 @@ def _display(value: object) -> str:
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         default = _display(field.get_default(call_default_factory=True))
+        if field.annotation is bool:  # a switch: --insecure, or AGENTSTORE_INSECURE=true
+            parser.add_argument(
+                flag_name(name), dest=name, action="store_const", const="true", default=None,
+                help=f"{field.description} [env {env_name(name)}=true]",
+            )  # fmt: skip
+            continue
         parser.add_argument(
             flag_name(name),
             dest=name,

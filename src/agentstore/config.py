@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -154,6 +155,11 @@ class Settings(BaseModel):
         description="none, or api-key: every call needs authorization: Bearer <key> "
         "(agentstore keys create)",
     )
+    insecure: bool = Field(
+        default=False,
+        description="serve a non-loopback address without authentication anyway (refused "
+        "otherwise)",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("listen")
@@ -204,6 +210,17 @@ class Settings(BaseModel):
         if value < timedelta(0):
             raise ValueError("must not be negative")
         return value
+
+    @property
+    def listens_on_loopback(self) -> bool:
+        """Whether `listen` reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
 
     @property
     def limits(self) -> Limits:

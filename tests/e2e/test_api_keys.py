@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentstore.app import with_keys
 from agentstore.domain.callers import Role
@@ -19,7 +20,7 @@ from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import extra_server, server_settings
 from tests.e2e.events_support import event
-from tests.support import run_agentstore
+from tests.support import ServerProcess, run_agentstore
 
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -333,3 +334,28 @@ async def test_a_key_without_apps_must_be_an_admin(database_url: str) -> None:
     )
     assert code == 1
     assert b"only an admin may have none" in stderr
+
+
+async def test_an_open_server_on_a_non_loopback_address_refuses_to_start(
+    database_url: str,
+) -> None:
+    code, _, stderr = await run_agentstore(
+        "serve", "--listen", "0.0.0.0:0", "--database-url", database_url
+    )
+    assert code == 1
+    assert b"--insecure" in stderr
+    assert b"without authentication" in stderr
+
+
+@pytest.mark.parametrize("flags", [("--insecure",), ("--auth", "api-key")], ids=str)
+async def test_insecure_or_keys_let_it_serve_a_non_loopback_address(
+    database_url: str, flags: tuple[str, ...]
+) -> None:
+    server = ServerProcess("--listen", "0.0.0.0:0", "--database-url", database_url, *flags)
+    address = await server.start()
+    port = address.rpartition(":")[2]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert await server.stop() == 0
