@@ -3,6 +3,7 @@ credential, scopes that confine a key to its apps, and the `agentstore keys` com
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -359,3 +360,50 @@ async def test_insecure_or_keys_let_it_serve_a_non_loopback_address(
         reply = await health.Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert await server.stop() == 0
+
+
+async def test_a_revoked_key_ends_its_open_streams(database_url: str, world: World) -> None:
+    settings = server_settings(database_url)
+
+    async def make(keys: KeyService) -> tuple[str, str]:
+        stored, secret = await keys.create(apps=[world.app_a], role=Role.WRITER, name="doomed")
+        return stored.id, secret
+
+    key_id, secret = await with_keys(settings, make)
+    session_id = await new_session(world, world.app_a)
+    follower = world.stub.StreamEvents(
+        pb.StreamEventsRequest(session_id=session_id, follow=True), metadata=bearer(secret)
+    )
+    responses = aiter(follower)
+    while not (await anext(responses)).caught_up:
+        pass
+    outgoing: asyncio.Queue[pb.AppendStreamRequest] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[pb.AppendStreamRequest]:
+        while True:
+            yield await outgoing.get()
+
+    writer = world.stub.AppendStream(requests(), metadata=bearer(secret))
+    acks = aiter(writer)
+    outgoing.put_nowait(pb.AppendStreamRequest(session_id=session_id, events=[event("before")]))
+    assert list((await anext(acks)).seqs) == [2]
+
+    await with_keys(settings, lambda keys: keys.revoke(key_id))
+    # The follower is told within a few seconds, with nothing else written meanwhile.
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await asyncio.wait_for(drain(responses), 10)
+    assert ended.value.code() == UNAUTHENTICATED
+    # The writer's next request finds the key revoked and ends the stream.
+    outgoing.put_nowait(pb.AppendStreamRequest(session_id=session_id, events=[event("after")]))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await asyncio.wait_for(anext(acks), 10)
+    assert refused.value.code() == UNAUTHENTICATED
+    events = await world.stub.ListEvents(
+        pb.ListEventsRequest(session_id=session_id), metadata=world.keys["admin of every app"]
+    )
+    assert [e.content.text for e in events.events] == ["refund invoice", "before"]
+
+
+async def drain(responses: AsyncIterator[object]) -> None:
+    async for _ in responses:
+        pass

@@ -6,6 +6,8 @@ are other services and stay open."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -30,3 +32,11 @@ class Authenticator:
             if key == "authorization":
                 authorization = value if isinstance(value, str) else value.decode()
         return await self._keys.authenticate(authorization)
+
+    def recheck(self, caller: Caller) -> Callable[[], Awaitable[None]] | None:
+        """For a long-lived call: what raises `Unauthenticated` once the caller's key is
+        revoked or expired; None when there is nothing to recheck."""
+        keys = self._keys
+        if keys is None or caller is ANONYMOUS:
+            return None
+        return functools.partial(keys.recheck, caller)

@@ -198,7 +198,9 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         context: Context,
     ) -> session_service_pb2.AppendEventsResponse:
         caller = await self._auth.caller_of(context)
-        totals = await self._appends.append_stream(caller, request_iterator, append_request_fields)
+        totals = await self._appends.append_stream(
+            caller, request_iterator, append_request_fields, self._auth.recheck(caller)
+        )
         return session_service_pb2.AppendEventsResponse(
             appended=totals.appended, duplicates=totals.duplicates, last_seq=totals.last_seq
         )
@@ -215,6 +217,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             request_iterator,
             append_request_fields,
             request_id_of,
+            self._auth.recheck(caller),
         )
         async for ack in acks:
             yield append_ack_to_proto(ack)
@@ -269,7 +272,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "follow": request.follow,
             "resume_token": request.resume_token,
         }
-        async for message in self._streams.stream(caller, fields):
+        recheck = self._auth.recheck(caller)
+        async for message in self._streams.stream(caller, fields, recheck):
             for response in self._stream_encoder.encode(message):
                 yield response
 

@@ -7,12 +7,17 @@ scope and its role what it may do."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from agentstore.domain.errors import PermissionDenied, outside_scope
 
-__all__ = ["ANONYMOUS", "EVERY_APP", "Caller", "Role", "Scope"]
+__all__ = ["ANONYMOUS", "EVERY_APP", "Caller", "Recheck", "Role", "Scope"]
+
+# For a long-lived call: raises `Unauthenticated` once the caller's credential is no longer
+# valid (revoked or expired), so that open streams end with it.
+Recheck = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from agentstore.domain.callers import Caller, Scope
+from agentstore.domain.callers import Caller, Recheck, Scope
 from agentstore.domain.errors import DomainError, FieldViolation, InvalidArgument, LimitExceeded
 from agentstore.domain.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.events import AppendMessage, AppendOutcome
@@ -112,6 +112,7 @@ class AppendService:
         caller: Caller,
         requests: AsyncIterator[RequestT],
         decode: Callable[[RequestT], AppendFields],
+        recheck: Recheck | None = None,
     ) -> AppendTotals:
         """Append every request message of a stream, each all-or-nothing and committed while
         the stream goes on. Messages that arrive while a commit is in flight are committed
@@ -124,6 +125,8 @@ class AppendService:
             while True:
                 batch, stopped = await next_batch()
                 validated = [item for item in batch if isinstance(item, _Validated)]
+                if validated and recheck is not None:
+                    await recheck()
                 if validated:
                     result = await self._repository.append(
                         caller.scope, [item.message for item in validated]
@@ -148,6 +151,7 @@ class AppendService:
         requests: AsyncIterator[RequestT],
         decode: Callable[[RequestT], AppendFields],
         request_id: Callable[[RequestT], str],
+        recheck: Recheck | None = None,
     ) -> AsyncIterator[AppendAck]:
         """One acknowledgement per request message, in order, once it has committed or
         failed; a failing message writes nothing and the stream goes on. Messages that arrive
@@ -157,6 +161,8 @@ class AppendService:
         async with _reading(self, requests, transport, keep_going=True) as next_batch:
             while True:
                 batch, stopped = await next_batch()
+                if batch and recheck is not None:
+                    await recheck()  # a key revoked while the stream is open ends it
                 for ack in await self._commit_each(caller.scope, batch):
                     yield ack
                 if stopped is not None:

@@ -32,6 +32,8 @@ class KeyService:
         self._limits = limits
         # key hash -> (caller, monotonic time it was looked up)
         self._remembered: dict[bytes, tuple[Caller | None, float]] = {}
+        # key id -> (still usable, monotonic time it was looked up), for open streams
+        self._rechecked: dict[str, tuple[bool, float]] = {}
 
     async def create(
         self,
@@ -91,3 +93,19 @@ class KeyService:
         if caller is None:
             raise _unauthenticated()
         return caller
+
+    async def recheck(self, caller: Caller) -> None:
+        """Raises `Unauthenticated` once the key behind `caller` is revoked or expired: open
+        streams call it every second or so, and it asks the database at most once a second
+        per key."""
+        now = time.monotonic()
+        remembered = self._rechecked.get(caller.name)
+        if remembered is not None and now - remembered[1] < REMEMBER_SECONDS:
+            usable = remembered[0]
+        else:
+            usable = await self._repository.is_usable(caller.name)
+            if len(self._rechecked) > 10_000:
+                self._rechecked.clear()
+            self._rechecked[caller.name] = (usable, now)
+        if not usable:
+            raise _unauthenticated()

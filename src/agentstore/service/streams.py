@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentstore.domain.callers import Caller, Scope
+from agentstore.domain.callers import Caller, Recheck, Scope
 from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
@@ -32,6 +33,9 @@ from agentstore.store.sessions import SessionRepository
 __all__ = ["StreamMessage", "StreamService", "feed_token"]
 
 REPLAY_PAGE = 1000
+# How often a follower's credential is checked again (the key service remembers a verified
+# key for as long, so that is at most one lookup a second per key).
+RECHECK_SECONDS = 1.0
 P = TypeVar("P", int, FeedPosition)
 
 
@@ -108,8 +112,11 @@ class StreamService:
         self._limits = limits
         self._heartbeat_seconds = heartbeat_seconds
 
-    async def stream(self, caller: Caller, request: StreamFields) -> AsyncIterator[StreamMessage]:
-        """The messages of one StreamEvents call. Raises `InvalidArgument`, `NotFound`,
+    async def stream(
+        self, caller: Caller, request: StreamFields, recheck: Recheck | None = None
+    ) -> AsyncIterator[StreamMessage]:
+        """The messages of one StreamEvents call; `recheck`, when given, raises once the
+        caller's credential is no longer valid. Raises `InvalidArgument`, `NotFound`,
         `PermissionDenied` (a feed of an app outside the caller's scope), `LimitExceeded` (too
         many streams) and, on shutdown, `ServerShuttingDown`."""
         wanted = validate(StreamRequest, request, self._limits)
@@ -131,7 +138,7 @@ class StreamService:
                     )
                 follow = self._feed_follow(caller.scope, wanted)
                 start = _feed_position(wanted.resume_token)
-            async for message in self._run(follow, start, wanted.follow):
+            async for message in self._run(follow, start, wanted.follow, recheck):
                 yield message
         finally:
             self._hub.close_stream()
@@ -176,7 +183,9 @@ class StreamService:
             read, lambda position: self._hub.follow_feed(feed, position), message, feed_token
         )
 
-    async def _run(self, follow: _Follow[P], start: P, live: bool) -> AsyncIterator[StreamMessage]:
+    async def _run(
+        self, follow: _Follow[P], start: P, live: bool, recheck: Recheck | None
+    ) -> AsyncIterator[StreamMessage]:
         position = start
         async for page_end, message in _table(follow, position):
             position = page_end
@@ -192,12 +201,25 @@ class StreamService:
                 if message.events:
                     yield message
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
+            # With a credential to recheck, wake at least every RECHECK_SECONDS to do so: a
+            # revoked key ends its open streams too.
+            wait = self._heartbeat_seconds
+            if recheck is not None:
+                wait = min(wait, RECHECK_SECONDS)
+            quiet_since = time.monotonic()
             while True:
                 try:
-                    delivery = await subscription.next(position, self._heartbeat_seconds)
+                    delivery = await subscription.next(position, wait)
                 except TimeoutError:
-                    yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
+                    if recheck is not None:
+                        await recheck()
+                    if time.monotonic() - quiet_since >= self._heartbeat_seconds:
+                        quiet_since = time.monotonic()
+                        yield StreamMessage(heartbeat=True, resume_token=follow.marker(position))
                     continue
+                if recheck is not None:
+                    await recheck()
+                quiet_since = time.monotonic()
                 if delivery.closed:
                     raise ServerShuttingDown("the server is shutting down; reconnect")
                 if delivery.gap:

@@ -15,6 +15,7 @@ __all__ = ["KeyRepository"]
 
 INSERT_KEY = query("keys", "insert_key")
 SELECT_USABLE_KEY = query("keys", "select_usable_key")
+SELECT_KEY_IS_USABLE = query("keys", "select_key_is_usable")
 LIST_KEYS = query("keys", "list_keys")
 REVOKE_KEY = query("keys", "revoke_key")
 TOUCH_KEY = query("keys", "touch_key")
@@ -72,6 +73,13 @@ class KeyRepository:
             return None
         apps = tuple(row["apps"]) if row["apps"] is not None else None
         return row["id"], apps, Role(row["role"])
+
+    async def is_usable(self, key_id: str) -> bool:
+        """Whether the key is still neither revoked nor expired."""
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(SELECT_KEY_IS_USABLE, {"id": key_id})
+            row = await cursor.fetchone()
+        return bool(row is not None and row["usable"])
 
     async def list(self) -> list[ApiKey]:
         async with self._database.connection() as connection:

@@ -11,6 +11,13 @@ SELECT id, name, apps, role, expire_time FROM api_keys
 WHERE key_hash = %(key_hash)s AND revoke_time IS NULL
   AND (expire_time IS NULL OR expire_time > now());
 
+-- name: select_key_is_usable
+-- Whether the key with this id is still neither revoked nor expired.
+SELECT EXISTS (
+    SELECT 1 FROM api_keys
+    WHERE id = %(id)s AND revoke_time IS NULL AND (expire_time IS NULL OR expire_time > now())
+) AS usable;
+
 -- name: list_keys
 SELECT * FROM api_keys ORDER BY create_time, id;
 
