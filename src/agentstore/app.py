@@ -44,6 +44,7 @@ from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.notifications import Listener, notify
 from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
+from agentstore.tls import CertificateFiles, server_credentials
 from agentstore.v1 import session_service_pb2
 
 __all__ = ["AgentStoreServer", "StartupError", "migrate", "serve", "with_keys"]
@@ -173,7 +174,12 @@ class AgentStoreServer:
             server,
         )
         listen = self.settings.listen
-        open_to_anyone = self.settings.auth == "none" and not self.settings.listens_on_loopback
+        settings = self.settings
+        open_to_anyone = (
+            settings.auth == "none"
+            and settings.tls_cert is None
+            and not settings.listens_on_loopback
+        )
         if open_to_anyone and not self.settings.insecure:
             raise StartupError(
                 f"refusing to serve {listen} without authentication: anyone who reaches it "
@@ -182,7 +188,18 @@ class AgentStoreServer:
                 "serve it open anyway"
             )
         try:
-            self.port = server.add_insecure_port(listen)
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                files = CertificateFiles(
+                    settings.tls_cert, settings.tls_key, settings.tls_client_ca
+                )
+                credentials = server_credentials(
+                    files, require_client_cert=settings.tls_client_ca is not None
+                )
+                self.port = server.add_secure_port(listen, credentials)
+            else:
+                self.port = server.add_insecure_port(listen)
+        except OSError as exc:
+            raise StartupError(f"cannot read the TLS files: {exc}") from exc
         except RuntimeError as exc:  # what grpc raises when it cannot bind
             raise StartupError(f"cannot listen on {listen}: {exc}") from exc
         if self.port == 0:

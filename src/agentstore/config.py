@@ -150,6 +150,16 @@ class Settings(BaseModel):
     search_candidates: int = Field(
         default=2000, ge=1, description="Search ranks this many of the newest matches"
     )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain to serve TLS with (with --tls-key); reloaded when "
+        "the file changes",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of --tls-cert")
+    tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA certificates: clients must present a certificate they signed (mTLS)",
+    )
     auth: Literal["none", "api-key"] = Field(
         default="none",
         description="none, or api-key: every call needs authorization: Bearer <key> "
@@ -183,6 +193,14 @@ class Settings(BaseModel):
                 f"connection string: {exc}"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key: mTLS is TLS first")
+        return self
 
     @model_validator(mode="after")
     def _check_pool(self) -> Settings:
