@@ -57,6 +57,37 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+# The transport's limits, set deliberately (docs/operations.md, "Transport limits").
+TRANSPORT_OPTIONS: list[tuple[str, int]] = [
+    # gRPC shares ports by default: a second server started by mistake on a port would
+    # silently take half of the connections. Refuse instead.
+    ("grpc.so_reuseport", 0),
+    # Request metadata: a bearer key is 53 bytes; nobody needs more than a few KiB.
+    ("grpc.max_metadata_size", 8 * 1024),
+    ("grpc.absolute_max_metadata_size", 16 * 1024),
+    # Calls at once on one connection (HTTP/2 streams): bounds what one client can open, and
+    # a rapid-reset flood; many followers should spread over a few connections.
+    ("grpc.max_concurrent_streams", 2000),
+    # Ping idle connections every minute and drop those that do not answer in 20 s: a
+    # vanished client's followers end instead of lingering.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Clients may ping too, but not more often than every 10 s without data; two strikes
+    # and the connection goes.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # A connection with no call for 5 minutes is closed (clients reconnect on their next
+    # call); any connection is asked to go after an hour, with 5 minutes for its calls to end,
+    # so that clients spread over replicas added since. Followers resume by seq or token.
+    ("grpc.max_connection_idle_ms", 5 * 60_000),
+    ("grpc.max_connection_age_ms", 60 * 60_000),
+    ("grpc.max_connection_age_grace_ms", 5 * 60_000),
+    # A TLS handshake that has not finished in 20 s is dropped (the default is 120 s).
+    ("grpc.server_handshake_timeout_ms", 20_000),
+]
+
+
 class StartupError(RuntimeError):
     """The server cannot start for a reason the operator can fix; the message says which."""
 
@@ -156,12 +187,7 @@ class AgentStoreServer:
         # service answers with details naming the limit.
         receive_limit = 2 * self.settings.max_message_bytes
         server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", receive_limit),
-                # gRPC shares ports by default: a second server started by mistake on a port
-                # would silently take half of the connections. Refuse instead.
-                ("grpc.so_reuseport", 0),
-            ]
+            options=[("grpc.max_receive_message_length", receive_limit), *TRANSPORT_OPTIONS]
         )
         add_service(server, SERVICE, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
