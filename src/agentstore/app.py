@@ -31,6 +31,7 @@ from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
 from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
+from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.keys import KeyService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
@@ -138,11 +139,16 @@ class AgentStoreServer:
         await self._start_listening(conninfo, hub)
         session_service = SessionService(sessions, settings.limits)
         keys = KeyService(KeyRepository(database), settings.limits)
+        key_limiter = KeyLimiter(
+            max_streams=settings.key_max_streams,
+            append_rate=settings.key_append_rate,
+            append_burst=settings.key_append_burst,
+        )
         auth = Authenticator(keys if settings.auth == "api-key" else None)
         servicer = SessionServicer(
             session_service,
             EventService(events, settings.limits),
-            AppendService(events, settings.limits, on_commit=doorbell.ring),
+            AppendService(events, settings.limits, key_limiter, on_commit=doorbell.ring),
             SearchService(
                 SearchRepository(database, candidates=settings.search_candidates),
                 settings.limits,
@@ -150,6 +156,7 @@ class AgentStoreServer:
             StreamService(
                 sessions, events, hub, settings.limits,
                 heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
+                key_limiter=key_limiter,
             ),
             auth,
         )  # fmt: skip

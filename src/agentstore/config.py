@@ -165,6 +165,15 @@ class Settings(BaseModel):
         description="none, or api-key: every call needs authorization: Bearer <key> "
         "(agentstore keys create)",
     )
+    key_max_streams: int = Field(
+        default=1000, ge=1, description="most StreamEvents calls one API key may have open"
+    )
+    key_append_rate: float = Field(
+        default=5000.0, gt=0, description="events a second one API key may append, on average"
+    )
+    key_append_burst: int = Field(
+        default=10_000, ge=1, description="events one API key may append at once above its rate"
+    )
     insecure: bool = Field(
         default=False,
         description="serve a non-loopback address without authentication anyway (refused "

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 import psycopg
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentstore.app import with_keys
@@ -407,3 +408,43 @@ async def test_a_revoked_key_ends_its_open_streams(database_url: str, world: Wor
 async def drain(responses: AsyncIterator[object]) -> None:
     async for _ in responses:
         pass
+
+
+async def test_a_key_over_its_limits_is_told_when_to_retry_and_others_go_on(
+    database_url: str, world: World
+) -> None:
+    async with extra_server(
+        database_url, auth="api-key", key_max_streams=1, key_append_rate=0.01, key_append_burst=3
+    ) as limited:
+        key_a, key_b = world.keys["writer of A"], world.keys["writer of B"]
+        in_a = await new_session(world, world.app_a)
+        in_b = await new_session(world, world.app_b)
+        follower = limited.StreamEvents(
+            pb.StreamEventsRequest(session_id=in_a, follow=True), metadata=key_a
+        )
+        responses = aiter(follower)
+        while not (await anext(responses)).caught_up:
+            pass
+        second = limited.StreamEvents(pb.StreamEventsRequest(session_id=in_a), metadata=key_a)
+        refused = await stream_code(second)
+        assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
+        other = limited.StreamEvents(pb.StreamEventsRequest(session_id=in_b), metadata=key_b)
+        assert await stream_code(other) == OK
+        follower.cancel()
+
+        three = pb.AppendStreamRequest(session_id=in_a, events=[event(str(n)) for n in range(3)])
+        one_more = pb.AppendStreamRequest(session_id=in_a, events=[event("over")])
+        acks = [ack async for ack in limited.AppendStream(iter([three, one_more]), metadata=key_a)]
+        assert [len(ack.seqs) for ack in acks] == [3, 0]
+        assert acks[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        retry = error_details_pb2.RetryInfo()
+        assert any(detail.Unpack(retry) for detail in acks[1].error.details)
+        assert retry.retry_delay.ToTimedelta().total_seconds() > 0
+        b_acks = [
+            ack
+            async for ack in limited.AppendStream(
+                iter([pb.AppendStreamRequest(session_id=in_b, events=[event("b")])]),
+                metadata=key_b,
+            )
+        ]
+        assert not b_acks[0].HasField("error")

@@ -10,10 +10,11 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -27,6 +28,7 @@ from agentstore.domain.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    RateLimited,
     ServerShuttingDown,
     StoreUnavailable,
     Unauthenticated,
@@ -46,6 +48,7 @@ _CODES: dict[type[DomainError], int] = {
     ConcurrentWrite: code_pb2.ABORTED,
     LimitExceeded: code_pb2.RESOURCE_EXHAUSTED,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
+    RateLimited: code_pb2.RESOURCE_EXHAUSTED,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     StoreUnavailable: code_pb2.UNAVAILABLE,
     ServerShuttingDown: code_pb2.UNAVAILABLE,
@@ -89,6 +92,10 @@ def rich_status(error: DomainError) -> status_pb2.Status:
                 )
             )
         )
+    if isinstance(error, RateLimited):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(timedelta(seconds=error.retry_after_seconds))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 

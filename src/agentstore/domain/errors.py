@@ -15,6 +15,7 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "ServerShuttingDown",
     "StoreUnavailable",
     "Unauthenticated",
@@ -97,6 +98,16 @@ class LimitExceeded(DomainError):
             f"limit exceeded: {field}: {description}", reason=reason, metadata={"limit": str(limit)}
         )
         self.violations = [FieldViolation(field, description)]
+
+
+class RateLimited(DomainError):
+    """A key used more than its share; `retry_after_seconds` says when trying again can work."""
+
+    default_reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, reason: str, retry_after_seconds: float) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class PermissionDenied(DomainError):

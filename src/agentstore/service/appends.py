@@ -17,12 +17,19 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from agentstore.domain.callers import Caller, Recheck, Scope
-from agentstore.domain.errors import DomainError, FieldViolation, InvalidArgument, LimitExceeded
+from agentstore.domain.callers import Caller, Recheck
+from agentstore.domain.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    LimitExceeded,
+    RateLimited,
+)
 from agentstore.domain.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.events import AppendMessage, AppendOutcome
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
+from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.requests import AppendFields
 from agentstore.service.validation import field_path, validate
 from agentstore.store.events import EventRepository
@@ -100,8 +107,10 @@ class AppendService:
         self,
         repository: EventRepository,
         limits: Limits,
+        key_limiter: KeyLimiter,
         on_commit: Callable[[list[tuple[str, str]]], None] = lambda appended: None,
     ) -> None:
+        self._key_limiter = key_limiter
         self._repository = repository
         self._limits = limits
         # Told the (app_name, session_id) of every committed append: live followers wait.
@@ -128,6 +137,12 @@ class AppendService:
                 if validated and recheck is not None:
                     await recheck()
                 if validated:
+                    try:
+                        events = sum(len(item.message.events) for item in validated)
+                        self._key_limiter.take_events(caller, events)
+                    except RateLimited as exc:
+                        exc.metadata["message_index"] = str(validated[0].index)
+                        raise
                     result = await self._repository.append(
                         caller.scope, [item.message for item in validated]
                     )
@@ -163,20 +178,30 @@ class AppendService:
                 batch, stopped = await next_batch()
                 if batch and recheck is not None:
                     await recheck()  # a key revoked while the stream is open ends it
-                for ack in await self._commit_each(caller.scope, batch):
+                for ack in await self._commit_each(caller, batch):
                     yield ack
                 if stopped is not None:
                     if stopped.error is not None:
                         raise stopped.error
                     return
 
-    async def _commit_each(self, scope: Scope, batch: list[_Item]) -> list[AppendAck]:
+    async def _commit_each(self, caller: Caller, batch: list[_Item]) -> list[AppendAck]:
         """Commit the batch's valid messages, together while they succeed: a message that
-        fails is skipped and the rest committed after it."""
+        fails (or is over its key's rate) is skipped and the rest committed after it."""
         results: dict[int, AppendOutcome | DomainError] = {}
-        pending = [item for item in batch if isinstance(item, _Validated)]
+        pending = []
+        for item in batch:
+            if not isinstance(item, _Validated):
+                continue
+            try:
+                self._key_limiter.take_events(caller, len(item.message.events))
+            except RateLimited as exc:
+                exc.metadata["message_index"] = str(item.index)
+                results[item.index] = exc
+                continue
+            pending.append(item)
         while pending:
-            result = await self._repository.append(scope, [item.message for item in pending])
+            result = await self._repository.append(caller.scope, [item.message for item in pending])
             self._ring(result.outcomes)
             for item, outcome in zip(pending, result.outcomes, strict=False):
                 results[item.index] = outcome

@@ -24,6 +24,7 @@ from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope,
 from agentstore.domain.limits import Limits
 from agentstore.domain.sessions import OptionalIdentifier
 from agentstore.live.hub import Hub, Subscription
+from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.paging import MAX_INT64
 from agentstore.service.requests import StreamFields
 from agentstore.service.validation import validate
@@ -105,7 +106,9 @@ class StreamService:
         limits: Limits,
         *,
         heartbeat_seconds: float,
+        key_limiter: KeyLimiter,
     ) -> None:
+        self._key_limiter = key_limiter
         self._sessions = sessions
         self._events = events
         self._hub = hub
@@ -126,7 +129,12 @@ class StreamService:
             )
         if wanted.app_name:
             caller.check_app(wanted.app_name)
-        self._hub.open_stream()
+        self._key_limiter.open_stream(caller)
+        try:
+            self._hub.open_stream()
+        except BaseException:
+            self._key_limiter.close_stream(caller)
+            raise
         try:
             if wanted.session_id:
                 follow: Any = await self._session_follow(caller.scope, wanted)
@@ -142,6 +150,7 @@ class StreamService:
                 yield message
         finally:
             self._hub.close_stream()
+            self._key_limiter.close_stream(caller)
 
     async def _session_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[int]:
         # NotFound unless live and in scope. The hub's live reads, shared by every follower of
