@@ -158,11 +158,49 @@ async def agentstore_calls(database_url: str, calls: int) -> dict[str, list[floa
         return results
 
 
+async def key_check_cost(database_url: str, calls: int) -> dict[str, list[float]]:
+    """GetSession on a server without keys and on one with --auth api-key, alternating in
+    rounds of 100 calls, so that both see the same machine."""
+    from agentstore.app import with_keys
+    from agentstore.config import Settings
+    from agentstore.domain.callers import Role
+
+    settings = Settings(database_url=database_url)
+    _, key = await with_keys(settings, lambda keys: keys.create(apps=["latency"], role=Role.READER))
+    metadata = (("authorization", f"Bearer {key}"),)
+    async with (
+        running_server(database_url) as open_server,
+        running_server(database_url, "--auth", "api-key") as keyed_server,
+        grpc.aio.insecure_channel(open_server.address) as open_channel,
+        grpc.aio.insecure_channel(keyed_server.address) as keyed_channel,
+    ):
+        open_stub, keyed_stub = SessionServiceStub(open_channel), SessionServiceStub(keyed_channel)
+        session = await open_stub.CreateSession(pb.CreateSessionRequest(app_name="latency"))
+        request = pb.GetSessionRequest(session_id=session.id)
+        results: dict[str, list[float]] = {"without keys": [], "with --auth api-key": []}
+        for _ in range(max(1, calls // 100)):
+            results["without keys"] += await timed(100, lambda n: open_stub.GetSession(request))
+            results["with --auth api-key"] += await timed(
+                100, lambda n: keyed_stub.GetSession(request, metadata=metadata)
+            )
+        return results
+
+
 async def main() -> None:
     options = parser(__doc__ or "")
     options.add_argument("--calls", type=int, default=1000, help="calls of each kind")
+    options.add_argument(
+        "--key-check", action="store_true", help="only: what checking an API key costs a call"
+    )
     arguments = options.parse_args()
     calls = arguments.calls
+    if arguments.key_check:
+        async with scratch_database(arguments.database_url) as database_url:
+            costs = await key_check_cost(database_url, calls)
+        for name, durations in costs.items():
+            p50, p99 = percentiles(durations)
+            print(f"GetSession {name:24} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+        return
     async with scratch_database(arguments.database_url) as database_url:
         postgres = await postgres_floors(database_url, calls)
         grpc_part = await grpc_floors(calls)
