@@ -296,6 +296,8 @@ def _startup_error(exc: BaseException) -> BaseException:
         return StartupError(str(exc))
     if isinstance(exc, TimeoutError):
         return StartupError("the database did not answer the listener in time")
+    if isinstance(exc, psycopg.Error):  # for example a role without the rights it needs
+        return StartupError(f"the database refused: {exc}".strip())
     return exc
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
 
 from agentstore.store.migrator import load_migrations
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.e2e.events_support import append, event, message
-from tests.support import ServerProcess, run_agentstore
+from tests.support import ServerProcess, run_agentstore, with_database
 
 CreateDatabase = Callable[[], Awaitable[str]]
 
@@ -182,3 +185,59 @@ async def test_events_from_another_cluster_stop_start_up_until_reset(
         texts = [event.content.text async for response in feed for event in response.events]
     assert await second.stop() == 0, second.log.decode()
     assert texts == ["made before the move"]
+
+
+def as_role(url: str, role: str) -> str:
+    """`url` connecting as `role` (trust authentication: no password)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+async def test_a_server_runs_as_a_role_that_may_only_read_and_write_rows(
+    postgres_admin_url: str,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    owner, server_role, name = f"as_owner_{suffix}", f"as_server_{suffix}", f"as_lp_{suffix}"
+    admin = await psycopg.AsyncConnection.connect(postgres_admin_url, autocommit=True)
+    try:
+        await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
+        await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(server_role)))
+        await admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
+            )
+        )
+        database_url = with_database(postgres_admin_url, name)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+            await db.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            await db.execute(
+                sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner))
+            )
+        code, _, stderr = await run_agentstore(
+            "migrate", "--database-url", as_role(database_url, owner)
+        )
+        assert code == 0, stderr.decode()
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+            role = sql.Identifier(server_role)
+            for grant in (
+                "GRANT USAGE ON SCHEMA public TO {}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON sessions, events, api_keys TO {}",
+                "GRANT SELECT ON schema_migrations TO {}",
+                "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}",
+            ):
+                await db.execute(sql.SQL(grant).format(role))  # type: ignore[arg-type]
+        server = ServerProcess("--database-url", as_role(database_url, server_role))
+        address = await server.start()
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = SessionServiceStub(channel)
+            session = await stub.CreateSession(pb.CreateSessionRequest(app_name="least"))
+            await append(stub, message(session.id, [event("written by the server role")]))
+        assert await server.stop() == 0, server.log.decode()
+    finally:
+        await admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        for role_name in (server_role, owner):
+            await admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role_name)))
+        await admin.close()

@@ -22,6 +22,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x6167656E7473746F
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
+LEDGER_EXISTS = query("migrations", "ledger_exists")
 CREATE_LEDGER = query("migrations", "create_ledger")
 SELECT_APPLIED = query("migrations", "select_applied")
 INSERT_APPLIED = query("migrations", "insert_applied")
@@ -78,7 +79,9 @@ async def apply_migrations(conninfo: str, migrations: list[Migration] | None = N
 async def _apply_pending(
     connection: psycopg.AsyncConnection[tuple[object, ...]], migrations: list[Migration]
 ) -> int:
-    await connection.execute(CREATE_LEDGER)
+    exists = await (await connection.execute(LEDGER_EXISTS)).fetchone()
+    if not (exists and exists[0]):
+        await connection.execute(CREATE_LEDGER)
     cursor = await connection.execute(SELECT_APPLIED)
     applied = {int(str(row[0])): str(row[2]) for row in await cursor.fetchall()}
     known = {migration.version for migration in migrations}

@@ -1,5 +1,10 @@
 -- The migration ledger (store/migrator.py).
 
+-- name: ledger_exists
+-- Asked first, so that a server whose role may not create tables starts on a database that
+-- is already migrated.
+SELECT to_regclass('schema_migrations') IS NOT NULL;
+
 -- name: create_ledger
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer     NOT NULL,
