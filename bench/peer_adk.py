@@ -6,24 +6,15 @@ own that has ADK (never a dependency of agentstore); prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import statistics
 import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from google.adk.events import Event
 from google.adk.sessions import DatabaseSessionService
 from google.genai import types
-from psycopg import sql
 
-TEXT = (
-    "The agent looked up the customer's last three invoices, compared the totals with the "
-    "plan, and found that the March invoice charged the annual rate twice; it drafts a refund."
-)
+# Run as a script from bench/ in a venv of its own: the helper beside it, not the package.
+from peer_support import TEXT, figures, run_peer
+
 LOADS = 5
 
 
@@ -56,31 +47,8 @@ async def measure(url: str, appends: int, history: int) -> dict[str, float]:
         assert loaded is not None
         assert len(loaded.events) == history
     await service.db_engine.dispose()
-    return {
-        "append_p50_ms": statistics.median(durations) * 1000,
-        "appends_per_second": appends / sum(durations),
-        "load_ms": statistics.median(loads[1:]) * 1000,
-    }
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--appends", type=int, default=1000)
-    parser.add_argument("--history", type=int, default=5000)
-    arguments = parser.parse_args()
-    name = f"peer_adk_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(arguments.database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = urlsplit(arguments.database_url)
-    url = urlunsplit(parts._replace(scheme="postgresql+psycopg", path=f"/{name}"))
-    try:
-        result = await measure(url, arguments.appends, arguments.history)
-    finally:
-        with psycopg.connect(arguments.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    print(json.dumps(result))
+    return figures(appends, durations, loads[1:])
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_peer(__doc__ or "", measure)

@@ -1,0 +1,55 @@
+"""What both peer scripts (bench/peer_adk.py, bench/peer_openai_agents.py) need: their flags,
+a scratch database for the run, and the JSON line bench/peers.py reads. Plain psycopg only: it
+runs in the peers' own venvs, where agentstore is not installed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["TEXT", "figures", "run_peer"]
+
+TEXT = (
+    "The agent looked up the customer's last three invoices, compared the totals with the "
+    "plan, and found that the March invoice charged the annual rate twice; it drafts a refund."
+)
+
+
+def figures(appends: int, durations: list[float], loads: list[float]) -> dict[str, float]:
+    """The figures bench/peers.py prints, from each append's and each load's seconds."""
+    return {
+        "append_p50_ms": statistics.median(durations) * 1000,
+        "appends_per_second": appends / sum(durations),
+        "load_ms": statistics.median(loads) * 1000,
+    }
+
+
+def run_peer(
+    description: str, measure: Callable[[str, int, int], Awaitable[dict[str, float]]]
+) -> None:
+    """Parse the flags, run `measure(sqlalchemy_url, appends, history)` on a scratch database
+    of the server given, drop it, and print the figures as one JSON line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--appends", type=int, default=1000)
+    parser.add_argument("--history", type=int, default=5000)
+    arguments = parser.parse_args()
+    name = f"peer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(arguments.database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(arguments.database_url)
+    url = urlunsplit(parts._replace(scheme="postgresql+psycopg", path=f"/{name}"))
+    try:
+        result = asyncio.run(measure(url, arguments.appends, arguments.history))
+    finally:
+        with psycopg.connect(arguments.database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    print(json.dumps(result))
