@@ -56,9 +56,9 @@ async def main() -> int:
         totals.update(codes)
     print(f"{sum(totals.values()):,} requests in {seconds:,.0f} s; counts by status code:\n")
     names = sorted(totals)
-    print(f"{'RPC':18}" + "".join(f"{name:>18}" for name in names))
+    print(f"{'RPC':18}" + "".join(f"{name:>20}" for name in names))
     for rpc, codes in by_rpc.items():
-        print(f"{rpc:18}" + "".join(f"{codes.get(name, 0):18,}" for name in names))
+        print(f"{rpc:18}" + "".join(f"{codes.get(name, 0):20,}" for name in names))
     serving = health.status == health_pb2.HealthCheckResponse.SERVING
     print(f"\nno INTERNAL, no UNKNOWN; server afterwards: {'SERVING' if serving else 'NOT'}")
     return 0 if serving and alive else 1
