@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,41 +82,28 @@ async def test_sigterm_reports_not_serving_drains_in_flight_calls_and_exits_zero
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
 
-        # Hold the session's row lock so that an update is in flight when SIGTERM arrives.
-        async with await psycopg.AsyncConnection.connect(url) as blocker:
-            await blocker.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (session_id,))
-            update = asyncio.ensure_future(
-                SessionServiceStub(channel).UpdateSession(
-                    pb.UpdateSessionRequest(session_id=session_id, ttl={"seconds": 60})
-                )
-            )
-            await wait_for_lock_waiter(url)
-            assert server.process is not None
-            server.process.terminate()
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
-            await blocker.rollback()
-        updated = await update
-        assert updated.version == 2
+        # An append stream that has had its first request acknowledged is a call the server
+        # is serving: it must be let finish after SIGTERM, taking more requests meanwhile.
+        outgoing: asyncio.Queue[pb.AppendStreamRequest | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[pb.AppendStreamRequest]:
+            while (request := await outgoing.get()) is not None:
+                yield request
+
+        call = SessionServiceStub(channel).AppendStream(requests())
+        acks = aiter(call)
+        outgoing.put_nowait(pb.AppendStreamRequest(session_id=session_id, events=[event("a")]))
+        assert list((await anext(acks)).seqs) == [1]
+        assert server.process is not None
+        server.process.terminate()
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        outgoing.put_nowait(pb.AppendStreamRequest(session_id=session_id, events=[event("b")]))
+        assert list((await anext(acks)).seqs) == [2]
+        outgoing.put_nowait(None)
+        assert [ack async for ack in acks] == []
+        assert await call.code() == grpc.StatusCode.OK
     assert await server.stop() == 0, server.log.decode()
     assert b"agentstore stopped" in server.log
-
-
-async def wait_for_lock_waiter(url: str, within: float = 30.0) -> None:
-    """Return once some backend waits for a row lock: the update has reached the database.
-    PostgreSQL has no event for that, so look every few milliseconds, for `within` seconds."""
-    async with (
-        await psycopg.AsyncConnection.connect(url, autocommit=True) as connection,
-        asyncio.timeout(within),
-    ):
-        while True:
-            cursor = await connection.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            row = await cursor.fetchone()
-            if row is not None and row[0] > 0:
-                return
-            await asyncio.sleep(0.005)
 
 
 async def test_an_unreachable_database_stops_start_up_with_a_clear_message() -> None:

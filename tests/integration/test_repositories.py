@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -229,10 +230,12 @@ async def test_the_doorbell_rings_this_replica_at_once_and_others_through_notify
         def ring(self, app_name: str, session_id: str) -> None:
             rung_here.append((app_name, session_id))
 
+    async def nothing_to_read(*_: object) -> list[Any]:
+        return []
+
     hub = RecordingHub(
-        lambda *_: asyncio.sleep(0, []), lambda *_: asyncio.sleep(0, []),
-        tasks=tasks, buffer_batches=1, max_streams=1,
-    )  # fmt: skip
+        nothing_to_read, nothing_to_read, tasks=tasks, buffer_batches=1, max_streams=1
+    )
     listener = Listener(migrated_url, lambda a, s: heard.put_nowait((a, s)), lambda: None)
     tasks.spawn(listener.run(), name="listener")
     try:

@@ -329,6 +329,9 @@ class _ByteBudget:
         self._limit = limit
         self._held = 0
         self._changed = asyncio.Condition()
+        self._waiting = 0
+        # Set while a take waits for room: the reader is held back, the client pushed back.
+        self.stalled = asyncio.Event()
 
     def _fits(self, size: int) -> bool:
         return self._held == 0 or self._held + size <= self._limit
@@ -337,8 +340,15 @@ class _ByteBudget:
         # Usually there is room: no lock then (one event loop, nothing runs in between),
         # since this runs for every message of every stream.
         if not self._fits(size):
-            async with self._changed:
-                await self._changed.wait_for(lambda: self._fits(size))
+            self._waiting += 1
+            self.stalled.set()
+            try:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._fits(size))
+            finally:
+                self._waiting -= 1
+                if not self._waiting:
+                    self.stalled.clear()
         self._held += size
 
     async def release(self, size: int) -> None:
