@@ -4,7 +4,8 @@
 Builds the wheel (what the Dockerfile installs too), installs it into a fresh venv outside the
 source tree (no editable install, nothing of the checkout on the path), starts `agentstore
 serve` from a neutral folder on the embedded PostgreSQL, and makes calls through the installed
-package: create a session, append, read back, follow, search, then a graceful stop. Exits
+package: a key made with `agentstore keys create`, a call without it refused, then create a
+session, append, read back, follow, search with it, and a graceful stop. Exits
 non-zero, with the server's log, when any step fails. Run by .ci/run.
 """
 
@@ -26,39 +27,48 @@ SERVING_LINE = re.compile(r"agentstore serving on (\S+):(\d+)")
 
 # Runs in the fresh venv, from a neutral folder: only the installed wheel is importable.
 CALLS = r"""
-import asyncio, sys
+import asyncio, os, sys
 import agentstore, grpc
 from agentstore.v1 import event_pb2, session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 
 assert "site-packages" in agentstore.__file__, agentstore.__file__
 
-async def main(target: str) -> None:
+async def main(target: str, key: str) -> None:
+    metadata = (("authorization", f"Bearer {key}"),)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = SessionServiceStub(channel)
-        session = await stub.CreateSession(pb.CreateSessionRequest(app_name="wheel-check"))
+        try:
+            await stub.GetStoreStats(pb.GetStoreStatsRequest())
+            raise AssertionError("a call without a key was served")
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+        session = await stub.CreateSession(pb.CreateSessionRequest(app_name="wheel-check"),
+                                           metadata=metadata)
         events = [event_pb2.Event(type="message", content=event_pb2.Content(role="user",
                   text="the installed wheel answers")) for _ in range(3)]
         appended = await stub.AppendEvents(iter([pb.AppendEventsRequest(
-            session_id=session.id, events=events)]))
+            session_id=session.id, events=events)]), metadata=metadata)
         assert appended.appended == 3, appended
-        page = await stub.ListEvents(pb.ListEventsRequest(session_id=session.id))
+        page = await stub.ListEvents(pb.ListEventsRequest(session_id=session.id),
+                                     metadata=metadata)
         assert [e.seq for e in page.events] == [1, 2, 3], page
         replay = [m async for m in stub.StreamEvents(
-            pb.StreamEventsRequest(session_id=session.id))]
+            pb.StreamEventsRequest(session_id=session.id), metadata=metadata)]
         assert [e.seq for m in replay for e in m.events] == [1, 2, 3], replay
-        found = await stub.Search(pb.SearchRequest(app_name="wheel-check", query="answers"))
+        found = await stub.Search(pb.SearchRequest(app_name="wheel-check", query="answers"),
+                                  metadata=metadata)
         assert len(found.hits) == 3, found
     print("calls ok")
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], os.environ["AGENTSTORE_KEY"]))
 """
 
 
-def run(*command: str | Path, cwd: Path) -> None:
+def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> None:
     shown = [str(part) if "\n" not in str(part) else "<script>" for part in command]
     print("+", " ".join(shown), flush=True)
-    subprocess.run([str(part) for part in command], cwd=cwd, check=True)
+    subprocess.run([str(part) for part in command], cwd=cwd, env=env, check=True)
 
 
 def main() -> int:
@@ -80,8 +90,16 @@ def main() -> int:
         run(bin_dir / "python", "-m", "pip", "install", "--quiet", wheel, cwd=neutral)
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTORE_")}
         clean_env.pop("PYTHONPATH", None)
+        # The installed command makes a key on the embedded database (migrating it first),
+        # then the server requires it.
+        made = subprocess.run(
+            [bin_dir / "agentstore", "keys", "create", "--app", "wheel-check", "--role",
+             "writer", "--data-dir", work / "data"],
+            cwd=neutral, env=clean_env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        key = made.stdout.strip().splitlines()[-1]
         server = subprocess.Popen(
-            [bin_dir / "agentstore", "serve", "--listen", "127.0.0.1:0",
+            [bin_dir / "agentstore", "serve", "--listen", "127.0.0.1:0", "--auth", "api-key",
              "--data-dir", work / "data"],
             cwd=neutral, env=clean_env, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -96,7 +114,11 @@ def main() -> int:
                     break
             if not target:
                 raise RuntimeError("the installed server exited before serving")
-            run(bin_dir / "python", "-c", CALLS, target, cwd=neutral)
+            # The key by environment, so that it is in no command line or log.
+            run(
+                bin_dir / "python", "-c", CALLS, target,
+                cwd=neutral, env={**clean_env, "AGENTSTORE_KEY": key},
+            )  # fmt: skip
             server.send_signal(signal.SIGTERM)
             _, rest = server.communicate(timeout=60)
             log.append(rest or "")
