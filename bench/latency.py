@@ -22,6 +22,9 @@ import grpc
 import psycopg
 from google.protobuf import struct_pb2
 
+from agentstore.app import with_keys
+from agentstore.config import Settings
+from agentstore.domain.callers import Role
 from agentstore.v1 import event_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
@@ -161,10 +164,6 @@ async def agentstore_calls(database_url: str, calls: int) -> dict[str, list[floa
 async def key_check_cost(database_url: str, calls: int) -> dict[str, list[float]]:
     """GetSession on a server without keys and on one with --auth api-key, alternating in
     rounds of 100 calls, so that both see the same machine."""
-    from agentstore.app import with_keys
-    from agentstore.config import Settings
-    from agentstore.domain.callers import Role
-
     settings = Settings(database_url=database_url)
     _, key = await with_keys(settings, lambda keys: keys.create(apps=["latency"], role=Role.READER))
     metadata = (("authorization", f"Bearer {key}"),)

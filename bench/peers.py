@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,17 +32,14 @@ from agentstore.v1 import event_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from bench.common import ROOT, parser, running_server, scratch_database
-from bench.latency import Pipe
+from bench.latency import Pipe, timed
+from bench.peer_support import TEXT, figures
 
 VENVS = Path.home() / ".cache" / "agentstore-bench"
 PEERS = {
     "Google ADK DatabaseSessionService": ("adk", "bench/peer_adk.py"),
     "OpenAI Agents SQLAlchemySession": ("openai-agents", "bench/peer_openai_agents.py"),
 }
-TEXT = (
-    "The agent looked up the customer's last three invoices, compared the totals with the "
-    "plan, and found that the March invoice charged the annual rate twice; it drafts a refund."
-)
 LOADS = 20
 
 
@@ -69,13 +65,7 @@ async def agentstore(database_url: str, appends: int, history: int) -> dict[str,
                 pb.AppendStreamRequest(session_id=session.id, events=[one_event(number)])
             )
 
-        for number in range(20):  # warm up
-            await append(number)
-        durations = []
-        for number in range(appends):
-            started = time.perf_counter()
-            await append(number)
-            durations.append(time.perf_counter() - started)
+        durations = await timed(appends, append)
         pipe.close()
         long = await stub.CreateSession(pb.CreateSessionRequest(app_name="bench"))
         batches = [
@@ -94,11 +84,7 @@ async def agentstore(database_url: str, appends: int, history: int) -> dict[str,
                 count += len(response.events)
             loads.append(time.perf_counter() - started)
             assert count == history, count
-    return {
-        "append_p50_ms": statistics.median(durations) * 1000,
-        "appends_per_second": appends / sum(durations),
-        "load_ms": statistics.median(loads[2:]) * 1000,
-    }
+    return figures(appends, durations, loads[2:])
 
 
 async def peer(venv: str, script: str, database_url: str, appends: int, history: int) -> dict:  # type: ignore[type-arg]
@@ -135,16 +121,16 @@ async def main() -> None:
     ours = results["agentstore (AppendStream, StreamEvents)"]
     print(f"{appends:,} awaited single-item appends; loading a {history:,}-item session\n")
     print(f"{'store':44} {'appends/s':>10} {'p50 ms':>7} {'load ms':>8}")
-    for name, figures in results.items():
+    for name, measured in results.items():
         print(
-            f"{name:44} {figures['appends_per_second']:10,.0f} {figures['append_p50_ms']:7.2f}"
-            f" {figures['load_ms']:8.1f}"
+            f"{name:44} {measured['appends_per_second']:10,.0f} {measured['append_p50_ms']:7.2f}"
+            f" {measured['load_ms']:8.1f}"
         )
     print("\nagentstore against each peer (above 1: agentstore is faster)")
     for name in PEERS:
-        figures = results[name]
-        append_ratio = ours["appends_per_second"] / figures["appends_per_second"]
-        load_ratio = figures["load_ms"] / ours["load_ms"]
+        measured = results[name]
+        append_ratio = ours["appends_per_second"] / measured["appends_per_second"]
+        load_ratio = measured["load_ms"] / ours["load_ms"]
         print(f"{name:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x")
 
 

@@ -330,7 +330,7 @@ async def with_keys(settings: Settings, work: Callable[[KeyService], Awaitable[T
         finally:
             await database.close()
     except (psycopg.OperationalError, PoolTimeout, MigrationError) as exc:
-        raise StartupError(f"cannot reach the database: {exc}".strip()) from exc
+        raise StartupError(f"cannot use the database: {exc}".strip()) from exc
     finally:
         if embedded is not None:
             await embedded.stop()

@@ -3,9 +3,9 @@
 A client built with no options refuses messages over 4 MiB, and a follower refused once is
 refused again on every reconnect. So each list page, Search page and StreamEvents message
 holds items only while their encoded size stays within RESPONSE_BUDGET_BYTES; an item larger
-than that alone still goes, alone (the event size limit keeps it under 4 MiB). Measured on
-the protobuf messages themselves, not estimated: a Struct of numbers encodes at about twice
-its JSON size."""
+than that goes alone (the event size limit keeps it under 4 MiB). Measured on the protobuf
+messages themselves, not estimated: a Struct of numbers encodes at several times its JSON
+size."""
 
 from __future__ import annotations
 

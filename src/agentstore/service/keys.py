@@ -87,6 +87,8 @@ class KeyService:
             if found is not None:
                 key_id, apps, role = found
                 caller = Caller(key_id, Scope(apps), role)
+                # Just found usable: the next recheck of this key need not ask again.
+                self._rechecked[key_id] = (True, now)
             if len(self._remembered) > 10_000:
                 self._remembered.clear()
             self._remembered[digest] = (caller, now)
