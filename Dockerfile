@@ -1,10 +1,13 @@
-# Build a wheel that merges the server (src/) and the generated stubs (generated/).
+# Build the two wheels: the client (clients/python, with the generated stubs of generated/)
+# and the server (src/), which depends on it.
 FROM python:3.11-slim AS build
 WORKDIR /build
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY generated ./generated
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY clients ./clients
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./clients/python . \
+    && pip wheel --no-cache-dir --wheel-dir /wheels --find-links /wheels .
 
 # Run as an unprivileged user; without AGENTSTORE_DATABASE_URL the embedded PostgreSQL keeps
 # its data in the /data volume.

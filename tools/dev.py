@@ -4,8 +4,9 @@
     python3 tools/dev.py serve [agentstore serve flags]   # a running server
     python3 tools/dev.py test  [pytest arguments]         # lint, types, and the test suite
 
-Both create `.venv` beside this repository and install the project into it when it is missing
-or pyproject.toml or setup.py changed, so either can be the first command run in a fresh clone.
+Both create `.venv` beside this repository and install the project (server and client) into it
+when it is missing or a build file changed, so either can be the first command run in a fresh
+clone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".agentstore-installed"
+CLIENT = ROOT / "clients" / "python"
+BUILD_FILES = [root / name for root in (ROOT, CLIENT) for name in ("pyproject.toml", "setup.py")]
+LINTED = ["src", "tests", "tools", "bench", "setup.py", "clients/python"]
 
 
 def run(*command: str | Path) -> None:
@@ -33,7 +37,7 @@ def run(*command: str | Path) -> None:
 def ensure_environment() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script must say why on an old Python
         sys.exit(f"agentstore needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    build_files = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "setup.py").read_bytes()
+    build_files = b"".join(path.read_bytes() for path in BUILD_FILES)
     wanted = hashlib.sha256(build_files).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
@@ -41,7 +45,11 @@ def ensure_environment() -> None:
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "--editable", ".[dev]")
+    # Both distributions, editable: the server depends on the client, found here, not on PyPI.
+    run(
+        BIN / "python", "-m", "pip", "install", "--quiet",
+        "--editable", CLIENT, "--editable", ".[dev]",
+    )  # fmt: skip
     STAMP.write_text(wanted)
 
 
@@ -52,8 +60,8 @@ def main(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         os.execv(BIN / "agentstore", [str(BIN / "agentstore"), "serve", *rest])
-    run(BIN / "ruff", "check", "src", "tests", "tools", "bench", "setup.py")
-    run(BIN / "ruff", "format", "--check", "src", "tests", "tools", "bench", "setup.py")
+    run(BIN / "ruff", "check", *LINTED)
+    run(BIN / "ruff", "format", "--check", *LINTED)
     run(BIN / "mypy")
     run(BIN / "python", "-m", "pytest", *rest)
 

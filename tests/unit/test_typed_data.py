@@ -1,10 +1,16 @@
-"""get_typed_data gives the model of a well-known type and a dict otherwise."""
+"""Event.typed_data() gives the model of a well-known type and a dict otherwise."""
 
 from __future__ import annotations
 
-from agentstore.domain.event_data import LLMStreamData, StageChangeData, ToolStartData
-from agentstore.typed_data import get_typed_data
+from typing import Any
+
+from agentstore.client import Event
+from agentstore.client.event_data import EventData, LLMStreamData, StageChangeData, ToolStartData
 from agentstore.v1 import event_pb2
+
+
+def get_typed_data(message: event_pb2.Event) -> EventData | dict[str, Any]:
+    return Event.from_proto(message).typed_data()
 
 
 def make(type_: str, data: dict[str, object]) -> event_pb2.Event:

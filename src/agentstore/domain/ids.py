@@ -1,23 +1,13 @@
-"""Identifiers: the safe alphabet every id and name uses, and server-made UUIDv7s."""
+"""Identifiers: the safe alphabet every id and name uses, and UUIDv7s for what comes without
+an id (made the same way the client makes event ids)."""
 
 from __future__ import annotations
 
-import os
 import re
-import time
-import uuid
+
+from agentstore.client.ids import new_uuid7
 
 __all__ = ["SAFE_ID_PATTERN", "new_uuid7"]
 
 # Ids travel in URLs, logs and file names of other systems: keep them to a boring alphabet.
 SAFE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@+\-]+")
-
-
-def new_uuid7() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, so ids made by the
-    server sort by creation time and index well."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))

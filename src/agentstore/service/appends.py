@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
+from agentstore.client.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.callers import Caller, Recheck
 from agentstore.domain.errors import (
     DomainError,
@@ -25,7 +26,6 @@ from agentstore.domain.errors import (
     LimitExceeded,
     RateLimited,
 )
-from agentstore.domain.event_data import WELL_KNOWN_TYPES
 from agentstore.domain.events import AppendMessage, AppendOutcome
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits

@@ -2,6 +2,6 @@
 
 import sys
 
-from agentstore.cli import main
+from agentstore.client.cli import main
 
 sys.exit(main())
