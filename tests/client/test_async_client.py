@@ -242,3 +242,23 @@ async def test_follow_a_feed_from_now_and_resume_by_token(
     ]
     await resumed.aclose()  # type: ignore[attr-defined]
     assert got == expected
+
+
+async def test_listed_sessions_carry_their_summary(client: AsyncClient, app_name: str) -> None:
+    quiet = await client.create_session(app_name)
+    talked = await client.create_session(app_name)
+    await client.append(talked.id, [said("assistant", "Hello, how can I help?")])
+    await client.append(
+        talked.id, [said("user", "  My   invoice\n is late "), said("user", "second question")]
+    )
+    await client.append(talked.id, said("user", "x" * 300))
+    listed = {s.id: s async for s in client.list_sessions(app_name)}
+    assert (listed[quiet.id].preview, listed[quiet.id].last_event_time) == ("", None)
+    summary = listed[talked.id]
+    assert summary.preview == "My invoice is late"
+    assert summary.event_count == 4
+    assert summary.last_event_time is not None
+    assert summary.last_event_time >= (await client.get_session(talked.id)).create_time  # type: ignore[operator]
+    long = await client.create_session(app_name)
+    await client.append(long.id, said("user", "y" * 300))
+    assert (await client.get_session(long.id)).preview == "y" * 200

@@ -111,3 +111,29 @@ def test_migration_files_are_numbered_without_gaps(tmp_path: Path) -> None:
     (tmp_path / "0003_third.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="0002 is missing"):
         load_migrations(tmp_path)
+
+
+async def test_the_session_summary_migration_fills_previews_of_existing_sessions(
+    create_database: Callable[[], Awaitable[str]],
+) -> None:
+    url = await create_database()
+    migrations = load_migrations()
+    summary = next(m for m in migrations if m.name == "session_summary")
+    await apply_migrations(url, [m for m in migrations if m.version < summary.version])
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        await connection.execute(
+            "INSERT INTO sessions (id, app_name, last_seq)"
+            " VALUES ('said', 'a', 3), ('quiet', 'a', 1)"
+        )
+        await connection.execute(
+            """INSERT INTO events (session_id, seq, event_id, app_name, type, content_role,
+                                   content_text)
+               VALUES ('said', 1, 'e1', 'a', 'message', 'assistant', 'Hello'),
+                      ('said', 2, 'e2', 'a', 'message', 'user', '  where   is it  '),
+                      ('said', 3, 'e3', 'a', 'message', 'user', 'later'),
+                      ('quiet', 1, 'e4', 'a', 'message', 'assistant', 'Hi')"""
+        )
+    await apply_migrations(url, migrations)
+    async with await psycopg.AsyncConnection.connect(url) as connection:
+        cursor = await connection.execute("SELECT id, preview FROM sessions ORDER BY id")
+        assert await cursor.fetchall() == [("quiet", ""), ("said", "where is it")]

@@ -218,6 +218,9 @@ def fill_session(message: session_pb2.Session, session: Session) -> session_pb2.
         message.expire_time.CopyFrom(datetime_to_timestamp(session.expire_time))
     if session.delete_time is not None:
         message.delete_time.CopyFrom(datetime_to_timestamp(session.delete_time))
+    message.preview = session.preview
+    if session.last_event_time is not None:
+        message.last_event_time.CopyFrom(datetime_to_timestamp(session.last_event_time))
     return message
 
 

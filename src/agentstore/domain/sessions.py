@@ -123,6 +123,10 @@ class Session:
     update_time: datetime
     expire_time: datetime | None
     delete_time: datetime | None
+    # The summary kept by appends: the first user message's preview ('' before one) and when
+    # the newest event was appended.
+    preview: str = ""
+    last_event_time: datetime | None = None
 
 
 class _Input(BaseModel):

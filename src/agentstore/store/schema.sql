@@ -104,6 +104,8 @@ CREATE TABLE sessions (
     text_chars       bigint      NOT NULL DEFAULT 0,
     first_event_time timestamptz,
     last_event_time  timestamptz,
+    -- The first user message, for session lists: preview_of() its text; '' until there is one.
+    preview          text        NOT NULL DEFAULT '',
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_status_check CHECK (status IN ('active', 'completed', 'failed')),
     CONSTRAINT sessions_last_seq_check CHECK (last_seq >= 0)
@@ -232,6 +234,13 @@ BEGIN
         ) AS sums
     );
 END
+$$;
+
+-- The preview of a message, for session lists: its text with runs of white space made one
+-- space, cut to 200 characters.
+CREATE FUNCTION preview_of(text text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT left(btrim(regexp_replace(text, '\s+', ' ', 'g')), 200)
 $$;
 
 -- API keys: who may call, in which apps, with which role. Only a SHA-256 of each key is

@@ -61,6 +61,8 @@ def session_from_row(row: dict[str, Any]) -> Session:
         update_time=row["update_time"],
         expire_time=row["expire_time"],
         delete_time=row["delete_time"],
+        preview=row["preview"],
+        last_event_time=row["last_event_time"],
     )
 
 

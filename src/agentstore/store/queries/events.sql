@@ -1,5 +1,6 @@
 -- Statements about the event log. Shared rules are SQL functions of schema.sql:
 -- session_is_live(), session_event_count(), within_limit(), merge_state(), add_counts(),
+-- preview_of(),
 -- in_scope() (every statement a caller's request runs takes its scope as %(apps)s).
 
 -- name: append_events
@@ -129,6 +130,12 @@ WITH msg AS (
     FROM (SELECT session_id, content_role, count(*) AS n FROM kept
           WHERE content_role IS NOT NULL GROUP BY 1, 2) AS c
     GROUP BY session_id
+), first_said AS (
+    -- The batch's first user message with text, the session's preview if it has none yet.
+    SELECT DISTINCT ON (session_id) session_id, preview_of(content_text) AS preview
+    FROM kept
+    WHERE content_role = 'user' AND preview_of(content_text) <> ''
+    ORDER BY session_id, seq
 ), updated AS (
     UPDATE sessions AS s SET
         last_seq = s.last_seq + counts.appended,
@@ -140,12 +147,15 @@ WITH msg AS (
         text_chars = s.text_chars + counts.text_chars,
         first_event_time = COALESCE(s.first_event_time, now()),
         last_event_time = now(),
-        update_time = now()
+        update_time = now(),
+        preview = CASE WHEN s.preview = '' THEN COALESCE(first_said.preview, '')
+                       ELSE s.preview END
     FROM counts
     JOIN by_type USING (session_id)
     JOIN by_author USING (session_id)
     LEFT JOIN by_role USING (session_id)
     LEFT JOIN new_state ON new_state.id = counts.session_id
+    LEFT JOIN first_said USING (session_id)
     WHERE s.id = counts.session_id
 )
 SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS appended,

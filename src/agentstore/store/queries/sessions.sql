@@ -19,7 +19,7 @@ RETURNING *, session_event_count(last_seq) AS event_count;
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
        session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
-       delete_time
+       delete_time, preview, last_event_time
 FROM sessions
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
   AND in_scope(app_name, %(apps)s);
@@ -36,7 +36,7 @@ FROM sessions WHERE id = %(id)s AND in_scope(app_name, %(apps)s);
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
        session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
-       delete_time
+       delete_time, preview, last_event_time
 FROM sessions
 WHERE (%(app_name)s = '' OR app_name = %(app_name)s)
   AND in_scope(app_name, %(apps)s)

@@ -260,18 +260,22 @@ class Output:
 
     def session_header(self) -> None:
         if not self._json:
-            self._line(f"{'ID':<38} {'USER':<16} {'STATUS':<10} {'EVENTS':>7}  {'UPDATED':<20}")
+            self._line(
+                f"{'ID':<38} {'USER':<16} {'STATUS':<10} {'EVENTS':>7}  {'LAST EVENT':<19}  PREVIEW"
+            )
 
     def session_row(self, session: Session) -> None:
         if self._json:
             self._json_line(session)
             return
-        updated = time_text(session.update_time)[:19] if session.update_time else ""
+        last = time_text(session.last_event_time)[:19] if session.last_event_time else "-"
         status = session.status.value if session.status else ""
-        deleted = " (deleted)" if session.delete_time else ""
+        if session.delete_time:
+            status += " (deleted)"
+        preview = session.preview if len(session.preview) <= 60 else session.preview[:59] + "…"
         self._line(
             f"{session.id:<38} {session.user_id:<16} {status:<10} {session.event_count:>7}"
-            f"  {updated:<20}{deleted}"
+            f"  {last:<19}  {preview}"
         )
 
     def event(self, event: Event) -> None:

@@ -73,7 +73,8 @@ def _time(message: Any, name: str) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A session: an agent's conversation or run, with its state and event log position."""
+    """A session: an agent's conversation or run, with its state and event log position, and
+    its summary: `preview` (its first user message) and `last_event_time`."""
 
     id: str
     app_name: str
@@ -89,6 +90,8 @@ class Session:
     update_time: datetime | None = None
     expire_time: datetime | None = None
     delete_time: datetime | None = None
+    preview: str = ""
+    last_event_time: datetime | None = None
 
     @classmethod
     def from_proto(cls, message: session_pb2.Session) -> Session:
@@ -107,6 +110,8 @@ class Session:
             update_time=_time(message, "update_time"),
             expire_time=_time(message, "expire_time"),
             delete_time=_time(message, "delete_time"),
+            preview=message.preview,
+            last_event_time=_time(message, "last_event_time"),
         )
 
 
