@@ -14,7 +14,7 @@ UPDATE sessions SET preview = preview_of(first.content_text)
 FROM (
     SELECT DISTINCT ON (session_id) session_id, content_text
     FROM events
-    WHERE content_role = 'user' AND btrim(content_text) <> ''
+    WHERE content_role = 'user' AND preview_of(content_text) <> ''
     ORDER BY session_id, seq
 ) AS first
 WHERE sessions.id = first.session_id;

@@ -33,7 +33,7 @@ WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
         AS m(message int, session_id text, expected_last_seq bigint, event_total int)
 ), locked AS (
-    SELECT id, app_name, user_id, last_seq, version, state,
+    SELECT id, app_name, user_id, last_seq, version, state, preview,
            session_is_live(delete_time, expire_time) AS live
     FROM sessions
     WHERE id IN (SELECT session_id FROM msg) AND in_scope(app_name, %(apps)s)
@@ -131,11 +131,13 @@ WITH msg AS (
           WHERE content_role IS NOT NULL GROUP BY 1, 2) AS c
     GROUP BY session_id
 ), first_said AS (
-    -- The batch's first user message with text, the session's preview if it has none yet.
-    SELECT DISTINCT ON (session_id) session_id, preview_of(content_text) AS preview
-    FROM kept
-    WHERE content_role = 'user' AND preview_of(content_text) <> ''
-    ORDER BY session_id, seq
+    -- The batch's first user message with text, the preview of a session that has none yet
+    -- (only those: most sessions have theirs after the first turn).
+    SELECT DISTINCT ON (kept.session_id) kept.session_id, preview_of(kept.content_text) AS preview
+    FROM kept JOIN locked ON locked.id = kept.session_id
+    WHERE locked.preview = '' AND kept.content_role = 'user'
+      AND preview_of(kept.content_text) <> ''
+    ORDER BY kept.session_id, kept.seq
 ), updated AS (
     UPDATE sessions AS s SET
         last_seq = s.last_seq + counts.appended,
@@ -148,8 +150,7 @@ WITH msg AS (
         first_event_time = COALESCE(s.first_event_time, now()),
         last_event_time = now(),
         update_time = now(),
-        preview = CASE WHEN s.preview = '' THEN COALESCE(first_said.preview, '')
-                       ELSE s.preview END
+        preview = COALESCE(first_said.preview, s.preview)
     FROM counts
     JOIN by_type USING (session_id)
     JOIN by_author USING (session_id)
