@@ -19,7 +19,13 @@ from typing import Any, cast
 import grpc
 
 from agentstore.client.connection import Connection, backoff_seconds
-from agentstore.client.errors import AgentstoreError, Unavailable, error_from_rpc, error_from_status
+from agentstore.client.errors import (
+    AgentstoreError,
+    Unavailable,
+    error_from_rpc,
+    error_from_status,
+    is_transient,
+)
 from agentstore.client.ids import new_uuid7
 from agentstore.client.types import AppendResult, Event, event_to_proto
 from agentstore.v1 import session_service_pb2 as pb
@@ -55,7 +61,7 @@ class _Pending:
 
 class Appender:
     """The client's AppendStream, opened on first use and reopened (with every unacknowledged
-    request resent, in order) when it breaks with UNAVAILABLE."""
+    request resent, in order) when its connection breaks (see errors.is_transient)."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -126,7 +132,7 @@ class Appender:
             self._call = self._reader = None
             if not self._pending:
                 return
-            if isinstance(error, Unavailable) and failures < REOPEN_ATTEMPTS:
+            if is_transient(error) and failures < REOPEN_ATTEMPTS:
                 await asyncio.sleep(backoff_seconds(failures))
                 self._connection.rotate()
                 await self._open(failures + 1)  # the new stream's reader takes over

@@ -18,7 +18,7 @@ from agentstore.client.convert import (
     struct_from_dict,
     timestamp_from_time,
 )
-from agentstore.client.errors import Unavailable, error_from_rpc
+from agentstore.client.errors import error_from_rpc, is_transient
 from agentstore.client.types import (
     AppendResult,
     Event,
@@ -374,7 +374,7 @@ class AsyncClient:
                         replaying = False
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
-                if not isinstance(error, Unavailable):
+                if not is_transient(error):
                     raise error from None
                 now = time.monotonic()
                 failing_since = failing_since or now
@@ -476,7 +476,7 @@ class AsyncClient:
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
                 if not (
-                    isinstance(error, Unavailable)
+                    is_transient(error)
                     and safe
                     and not streaming_request
                     and attempt < self._retries

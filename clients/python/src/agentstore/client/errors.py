@@ -32,6 +32,7 @@ __all__ = [
     "Unavailable",
     "error_from_rpc",
     "error_from_status",
+    "is_transient",
 ]
 
 
@@ -220,6 +221,20 @@ def error_from_rpc(error: grpc.RpcError) -> AgentstoreError:
     if status is None:
         status = status_pb2.Status(code=call.code().value[0], message=call.details() or "")
     return error_from_status(status)
+
+
+# What grpc's C core reports, as INTERNAL, for a call whose connection broke under it (a
+# server killed mid-stream, seen in about one run in five of tests/client/test_failover.py):
+# a transport failure, not the server's answer.
+_CORE_TRANSPORT_FAILURE = "Internal error from Core"
+
+
+def is_transient(error: AgentstoreError) -> bool:
+    """Whether the call failed for want of a connection (UNAVAILABLE, or the core's INTERNAL
+    for a connection that broke under the call): a call safe to repeat may be sent again."""
+    if isinstance(error, Unavailable):
+        return True
+    return error.code == grpc.StatusCode.INTERNAL and error.message == _CORE_TRANSPORT_FAILURE
 
 
 def _violations(details: tuple[Any, ...]) -> tuple[FieldViolation, ...]:
