@@ -135,13 +135,8 @@ class AsyncClient:
         )
         if status is not None:
             request.status = SessionStatus.parse(status).to_proto()
-        while True:
-            page = await self._call("ListSessions", request)
-            for session in page.sessions:
-                yield Session.from_proto(session)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        async for item in self._pages("ListSessions", request, "sessions"):
+            yield Session.from_proto(item)
 
     async def update_session(
         self,
@@ -278,17 +273,9 @@ class AsyncClient:
             descending=descending,
             page_size=page_size,
         )
-        if start_time is not None:
-            request.start_time.CopyFrom(timestamp_from_time(start_time))
-        if end_time is not None:
-            request.end_time.CopyFrom(timestamp_from_time(end_time))
-        while True:
-            page = await self._call("ListEvents", request)
-            for event in page.events:
-                yield Event.from_proto(event)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        _set_time_range(request, start_time, end_time)
+        async for item in self._pages("ListEvents", request, "events"):
+            yield Event.from_proto(item)
 
     async def stream_events(
         self,
@@ -424,17 +411,9 @@ class AsyncClient:
             author=author,
             page_size=page_size,
         )
-        if start_time is not None:
-            request.start_time.CopyFrom(timestamp_from_time(start_time))
-        if end_time is not None:
-            request.end_time.CopyFrom(timestamp_from_time(end_time))
-        while True:
-            page = await self._call("Search", request)
-            for hit in page.hits:
-                yield SearchHit.from_proto(hit)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
+        _set_time_range(request, start_time, end_time)
+        async for item in self._pages("Search", request, "hits"):
+            yield SearchHit.from_proto(item)
 
     async def get_session_stats(self, session_id: str) -> SessionStats:
         request = pb.GetSessionStatsRequest(session_id=session_id)
@@ -458,6 +437,16 @@ class AsyncClient:
         if self._appender is None:
             self._appender = Appender(self._connection)
         return await self._appender.send(request)
+
+    async def _pages(self, method: str, request: Any, items: str) -> AsyncIterator[Any]:
+        """The `items` of every page of a paged call, following next_page_token."""
+        while True:
+            page = await self._call(method, request)
+            for item in getattr(page, items):
+                yield item
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     async def _call(
         self,
@@ -485,6 +474,13 @@ class AsyncClient:
             self._connection.rotate()
             await asyncio.sleep(backoff_seconds(attempt))
             attempt += 1
+
+
+def _set_time_range(request: Any, start_time: datetime | None, end_time: datetime | None) -> None:
+    if start_time is not None:
+        request.start_time.CopyFrom(timestamp_from_time(start_time))
+    if end_time is not None:
+        request.end_time.CopyFrom(timestamp_from_time(end_time))
 
 
 class AppendWriter:
