@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 import psycopg
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -448,3 +449,51 @@ async def test_a_key_over_its_limits_is_told_when_to_retry_and_others_go_on(
             )
         ]
         assert not b_acks[0].HasField("error")
+
+
+async def test_only_an_admin_key_keeps_an_imported_time(world: World) -> None:
+    """An import keeps sessions' and events' own times; time filters and retention trust them,
+    so other keys may not set them, and the refusal names the field."""
+    then = timestamp_pb2.Timestamp(seconds=1_700_000_000)
+    create = pb.CreateSessionRequest(app_name=world.app_a, create_time=then)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.CreateSession(create, metadata=world.keys["writer of A"])
+    assert refused.value.code() == DENIED
+    assert "create_time" in (refused.value.details() or "")
+    session = await world.stub.CreateSession(create, metadata=world.keys["admin of A"])
+    assert session.create_time == then
+
+    imported = event("from another store")
+    imported.create_time.CopyFrom(then)
+    acks = world.stub.AppendStream(
+        iter(
+            [
+                pb.AppendStreamRequest(session_id=session.id, events=[event("now"), imported]),
+            ]
+        ),
+        metadata=world.keys["writer of A"],
+    )
+    (ack,) = [response async for response in acks]
+    assert ack.error.code == DENIED.value[0]
+    assert "events[1].create_time" in ack.error.message
+    appended = world.stub.AppendStream(
+        iter([pb.AppendStreamRequest(session_id=session.id, events=[event("now"), imported])]),
+        metadata=world.keys["admin of A"],
+    )
+    assert [response.seqs async for response in appended] == [[1, 2]]
+    page = await world.stub.ListEvents(
+        pb.ListEventsRequest(session_id=session.id), metadata=world.keys["reader of A"]
+    )
+    assert page.events[1].create_time == then
+    assert page.events[0].create_time.seconds > then.seconds
+
+
+async def test_a_kept_time_in_the_future_is_invalid(world: World) -> None:
+    admin = world.keys["admin of A"]
+    future = timestamp_pb2.Timestamp(seconds=4_000_000_000)
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await world.stub.CreateSession(
+            pb.CreateSessionRequest(app_name=world.app_a, create_time=future), metadata=admin
+        )
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "create_time" in (invalid.value.details() or "")

@@ -266,6 +266,11 @@ def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
             if event.HasField("metadata")
             else None
         ),
+        "create_time": (
+            timestamp_to_datetime(event.create_time, f"{where}.create_time")
+            if event.HasField("create_time")
+            else None
+        ),
     }
 
 
@@ -275,7 +280,8 @@ def append_request_fields(
     | Undecodable,
 ) -> AppendFields:
     """An AppendEvents or AppendStream message as the service takes it. Fields the server
-    sets (seq, position, session_id and create_time of events) are ignored."""
+    sets (seq, position and session_id of events) are ignored; create_time is kept for an
+    admin (an import)."""
     if isinstance(request, Undecodable):
         raise undecodable_request()
     return {

@@ -24,6 +24,7 @@ from agentstore.api.mapping import (
     session_to_proto,
     store_stats_to_proto,
     struct_to_dict,
+    timestamp_to_datetime,
 )
 from agentstore.api.response_budget import encode_page
 from agentstore.api.stream_encoding import StreamEncoder
@@ -83,6 +84,11 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             "metadata": struct_to_dict(request.metadata, "metadata"),
             "state": struct_to_dict(request.state, "state"),
             "ttl": (duration_to_timedelta(request.ttl, "ttl") if request.HasField("ttl") else None),
+            "create_time": (
+                timestamp_to_datetime(request.create_time, "create_time")
+                if request.HasField("create_time")
+                else None
+            ),
         }
         return session_to_proto(await self._sessions.create(caller, fields))
 

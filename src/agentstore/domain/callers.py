@@ -59,10 +59,17 @@ class Caller:
         if not self.scope.allows(app_name):
             raise outside_scope(app_name)
 
-    def check_admin(self) -> None:
-        """Raises `PermissionDenied` for a caller that is not an admin (of its apps)."""
+    def check_admin(self, field: str = "") -> None:
+        """Raises `PermissionDenied` for a caller that is not an admin (of its apps); `field`
+        names the part of the request that needs one, when only that part does."""
         if self.role is not Role.ADMIN:
-            raise PermissionDenied("this takes an admin key", reason="ADMIN_KEY_REQUIRED")
+            if not field:
+                raise PermissionDenied("this takes an admin key", reason="ADMIN_KEY_REQUIRED")
+            raise PermissionDenied(
+                f"{field}: only an admin key may set it",
+                reason="ADMIN_KEY_REQUIRED",
+                metadata={"field": field},
+            )
 
     def check_writes(self) -> None:
         """Raises `PermissionDenied` for a caller that may only read."""

@@ -16,6 +16,7 @@ from pydantic import (
 
 from agentstore.domain.sessions import (
     Identifier,
+    KeptTime,
     OptionalIdentifier,
     encode_json_object,
 )
@@ -95,6 +96,8 @@ class NewEvent(_Input):
     data: Document | None = None
     actions: NewActions | None = None
     metadata: Document | None = None
+    # Kept instead of the commit's time (an import); only an admin may set it.
+    create_time: KeptTime | None = None
     size_bytes: int = 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -104,6 +104,21 @@ Identifier = Annotated[str, AfterValidator(_check_required_identifier)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
 Ttl = Annotated[timedelta, AfterValidator(_check_ttl)]
 
+# How far ahead of this server's clock a kept time may be: an import's times come from other
+# machines, whose clocks may run a little ahead.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _check_kept_time(value: datetime) -> datetime:
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError("must not be in the future")
+    return value
+
+
+# A creation time the client gives to keep (an imported session's or event's), instead of
+# the server's now.
+KeptTime = Annotated[datetime, AfterValidator(_check_kept_time)]
+
 
 @dataclass(frozen=True, slots=True)
 class Session:
@@ -144,6 +159,8 @@ class NewSession(_Input):
     metadata: JsonObject = Field(default_factory=dict)
     state: JsonObject = Field(default_factory=dict)
     ttl: Ttl | None = None
+    # Kept instead of now (an import); only an admin may set it.
+    create_time: KeptTime | None = None
 
 
 class SessionPatch(_Input):

@@ -130,7 +130,7 @@ class AppendService:
         caller.check_writes()
         totals = AppendTotals()
         transport = _Transport(decode, lambda request: "")
-        async with _reading(self, requests, transport, keep_going=False) as next_batch:
+        async with _reading(self, caller, requests, transport, keep_going=False) as next_batch:
             while True:
                 batch, stopped = await next_batch()
                 validated = [item for item in batch if isinstance(item, _Validated)]
@@ -173,7 +173,7 @@ class AppendService:
         while a commit is in flight are committed together in the next transaction."""
         caller.check_writes()
         transport = _Transport(decode, request_id)
-        async with _reading(self, requests, transport, keep_going=True) as next_batch:
+        async with _reading(self, caller, requests, transport, keep_going=True) as next_batch:
             while True:
                 batch, stopped = await next_batch()
                 if batch and recheck is not None:
@@ -231,6 +231,7 @@ class AppendService:
 
     async def _read(
         self,
+        caller: Caller,
         requests: AsyncIterator[RequestT],
         transport: _Transport[RequestT],
         queue: asyncio.Queue[_Item | _Stopped],
@@ -243,7 +244,7 @@ class AppendService:
             async for request in requests:
                 request_id = transport.request_id(request)
                 try:
-                    validated = self._validate_message(transport.fields(request), index)
+                    validated = self._validate_message(caller, transport.fields(request), index)
                 except DomainError as exc:
                     exc.metadata["message_index"] = str(index)
                     if not keep_going:
@@ -261,7 +262,7 @@ class AppendService:
         else:
             await queue.put(_Stopped(None))
 
-    def _validate_message(self, request: AppendFields, index: int) -> _Validated:
+    def _validate_message(self, caller: Caller, request: AppendFields, index: int) -> _Validated:
         limits = self._limits
         size = request["size_bytes"]
         if size > limits.max_message_bytes:
@@ -289,12 +290,14 @@ class AppendService:
                 event["event_id"] = new_uuid7()
         message = validate(AppendMessage, request, limits)
         _check_typed_data(message)
+        _check_kept_times(caller, message)
         return _Validated(message, size, index, "")
 
 
 @contextlib.asynccontextmanager
 async def _reading(
     service: AppendService,
+    caller: Caller,
     requests: AsyncIterator[RequestT],
     transport: _Transport[RequestT],
     *,
@@ -305,7 +308,7 @@ async def _reading(
     queue: asyncio.Queue[_Item | _Stopped] = asyncio.Queue(READ_AHEAD_MESSAGES)
     budget = _ByteBudget(READ_AHEAD_BYTES)
     reader = asyncio.create_task(
-        service._read(requests, transport, queue, budget, keep_going=keep_going)
+        service._read(caller, requests, transport, queue, budget, keep_going=keep_going)
     )
 
     async def next_batch() -> tuple[list[_Item], _Stopped | None]:
@@ -376,6 +379,14 @@ async def _next_batch(
         if events >= BATCH_EVENTS or size >= BATCH_BYTES or queue.empty():
             return batch, None
         item = queue.get_nowait()
+
+
+def _check_kept_times(caller: Caller, message: AppendMessage) -> None:
+    """An event's own create_time is kept only for an admin: importing history from elsewhere
+    is an operator's task, and time filters and retention trust these times."""
+    for position, event in enumerate(message.events):
+        if event.create_time is not None:
+            caller.check_admin(f"events[{position}].create_time")
 
 
 def _check_typed_data(message: AppendMessage) -> None:

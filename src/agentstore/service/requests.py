@@ -34,6 +34,7 @@ class CreateSessionFields(TypedDict):
     state: dict[str, Any]
     status: Status
     ttl: timedelta | None
+    create_time: datetime | None
 
 
 class UpdateSessionFields(TypedDict):
@@ -72,6 +73,7 @@ class EventFields(TypedDict):
     data: dict[str, Any] | None
     actions: dict[str, dict[str, Any]] | None
     metadata: dict[str, Any] | None
+    create_time: datetime | None
 
 
 class AppendFields(TypedDict):

@@ -49,6 +49,8 @@ class SessionService:
         fields = {key: value for key, value in request.items() if value is not None}
         new = validate(NewSession, fields, self._limits)
         caller.check_app(new.app_name)
+        if new.create_time is not None:
+            caller.check_admin("create_time")
         return await self._repository.insert(
             caller.scope,
             session_id=new.session_id or new_uuid7(),
@@ -59,6 +61,7 @@ class SessionService:
             metadata=new.metadata,
             state=new.state,
             ttl=new.ttl,
+            create_time=new.create_time,
         )
 
     async def get(self, caller: Caller, session_id: str, *, with_state: bool = True) -> Session:

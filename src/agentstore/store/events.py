@@ -269,6 +269,9 @@ def _event_json(message: int, number: int, event: NewEvent) -> str:
             "branch": event.branch,
             "content_role": event.content.role if event.content is not None else None,
             "content_text": event.content.text if event.content is not None else "",
+            "create_time": (
+                event.create_time.isoformat() if event.create_time is not None else None
+            ),
         }
     )
     documents = [scalars[:-1]]

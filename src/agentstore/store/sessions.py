@@ -88,9 +88,10 @@ class SessionRepository:
         metadata: dict[str, Any],
         state: dict[str, Any],
         ttl: timedelta | None,
+        create_time: datetime | None = None,
     ) -> Session:
         """Raises `AlreadyExists` when the id is taken and `PermissionDenied` when the app is
-        outside `scope`."""
+        outside `scope`. `create_time` is kept instead of now when given (an import)."""
         params = {
             "apps": scope.app_names,
             "id": session_id,
@@ -101,6 +102,7 @@ class SessionRepository:
             "metadata": Jsonb(metadata),
             "state": Jsonb(state),
             "ttl": ttl,
+            "create_time": create_time,
             "max_state_bytes": self._limits.max_state_bytes,
             "max_metadata_bytes": self._limits.max_metadata_bytes,
         }

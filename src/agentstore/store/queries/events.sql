@@ -10,7 +10,8 @@
 --   messages: {message, session_id, expected_last_seq (or null), event_total}
 --   events:   {message, number (the event's place in the batch), event_id, type, author,
 --              invocation_id, agent_id, branch, content_role (null without content),
---              content_text, data, actions, metadata}
+--              content_text, data, actions, metadata, create_time (null: now; an import's
+--              kept time otherwise)}
 -- It returns one row per message up to and including the first that cannot be written,
 -- which carries the failure; every message before it is written, it and those after are not.
 -- A row has the message's counts, the session's last_seq and version after it, and the seq
@@ -43,7 +44,8 @@ WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(events)s::jsonb)
         AS e(message int, number int, event_id text, type text, author text,
              invocation_id text, agent_id text, branch text, content_role text,
-             content_text text, data jsonb, actions jsonb, metadata jsonb)
+             content_text text, data jsonb, actions jsonb, metadata jsonb,
+             create_time timestamptz)
 ), flagged AS (
     SELECT ev.*, msg.session_id, stored.seq AS stored_seq,
            row_number() OVER (PARTITION BY msg.session_id, ev.event_id ORDER BY ev.number) = 1
@@ -109,13 +111,16 @@ WITH msg AS (
 ), inserted AS (
     INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
                         invocation_id, agent_id, branch, content_role, content_text, data,
-                        actions, metadata)
+                        actions, metadata, create_time)
     SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
-           agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata
+           agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata,
+           COALESCE(create_time, now())
     FROM kept
 ), counts AS (
     SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
-           sum(length(content_text)) AS text_chars
+           sum(length(content_text)) AS text_chars,
+           min(COALESCE(create_time, now())) AS first_time,
+           max(COALESCE(create_time, now())) AS last_time
     FROM kept GROUP BY session_id
 ), by_type AS (
     SELECT session_id, jsonb_object_agg(type, n) AS counts
@@ -147,8 +152,8 @@ WITH msg AS (
         events_by_author = add_counts(s.events_by_author, by_author.counts),
         events_by_role = add_counts(s.events_by_role, by_role.counts),
         text_chars = s.text_chars + counts.text_chars,
-        first_event_time = COALESCE(s.first_event_time, now()),
-        last_event_time = now(),
+        first_event_time = LEAST(s.first_event_time, counts.first_time),
+        last_event_time = GREATEST(s.last_event_time, counts.last_time),
         update_time = now(),
         preview = COALESCE(first_said.preview, s.preview)
     FROM counts

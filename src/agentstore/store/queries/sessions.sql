@@ -4,13 +4,15 @@
 -- caller's scope as %(apps)s (null: every app) and touches nothing outside it.
 
 -- name: insert_session
--- A new session; AS001 (within_limit) when state or metadata is too large,
+-- A new session (created now, or at the kept create_time of an import); AS001 (within_limit)
+-- when state or metadata is too large,
 -- sessions_pkey when the id is taken, no row when its app is outside the scope.
-INSERT INTO sessions (id, app_name, user_id, agent_id, status, metadata, state, expire_time)
+INSERT INTO sessions (id, app_name, user_id, agent_id, status, metadata, state, expire_time,
+                      create_time)
 SELECT %(id)s, %(app_name)s, %(user_id)s, %(agent_id)s, %(status)s,
        within_limit(%(metadata)s, %(max_metadata_bytes)s, 'metadata'),
        within_limit(%(state)s, %(max_state_bytes)s, 'state'),
-       now() + %(ttl)s::interval
+       now() + %(ttl)s::interval, COALESCE(%(create_time)s::timestamptz, now())
 WHERE in_scope(%(app_name)s, %(apps)s)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
