@@ -40,11 +40,14 @@ def append_request(
     session_id: str,
     events: Iterable[Event | Mapping[str, Any]],
     expected_last_seq: int | None,
+    *,
+    keep_times: bool = False,
 ) -> pb.AppendStreamRequest:
-    """The request for an append, each event given an id if it has none."""
+    """The request for an append, each event given an id if it has none; with `keep_times`,
+    the events' own create_times are sent to be kept."""
     request = pb.AppendStreamRequest(session_id=session_id)
     for event in events:
-        message = event_to_proto(event)
+        message = event_to_proto(event, keep_time=keep_times)
         if not message.event_id:
             message.event_id = new_uuid7()
         request.events.append(message)

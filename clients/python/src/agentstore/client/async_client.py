@@ -87,9 +87,11 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = None,
         ttl: timedelta | None = None,
         status: SessionStatus | str | None = None,
+        create_time: datetime | None = None,
     ) -> Session:
         """Create a session (with `session_id`, or one the server makes). Raises
-        `AlreadyExists` when the id is taken."""
+        `AlreadyExists` when the id is taken. `create_time` keeps an imported session's time
+        (admin keys only)."""
         request = pb.CreateSessionRequest(
             session_id=session_id, app_name=app_name, user_id=user_id, agent_id=agent_id
         )
@@ -101,6 +103,8 @@ class AsyncClient:
             request.ttl.CopyFrom(duration_from_timedelta(ttl))
         if status is not None:
             request.status = SessionStatus.parse(status).to_proto()
+        if create_time is not None:
+            request.create_time.CopyFrom(timestamp_from_time(create_time))
         # Not retried: a create that committed before the connection broke would come back
         # as AlreadyExists.
         return Session.from_proto(await self._call("CreateSession", request, safe=False))
@@ -211,12 +215,15 @@ class AsyncClient:
         events: Iterable[Event | Mapping[str, Any]] | Event | Mapping[str, Any],
         *,
         expected_last_seq: int | None = None,
+        keep_times: bool = False,
     ) -> AppendResult:
         """Append events (`Event`s or dicts with the proto's field names) in one all-or-nothing
         transaction; returns once they are durable. Events without an `event_id` get one
         here, so the append is retried safely when the connection breaks. With
-        `expected_last_seq`, only if the session's last seq is that (`Conflict` otherwise)."""
-        future = await self._send_append(session_id, events, expected_last_seq)
+        `expected_last_seq`, only if the session's last seq is that (`Conflict` otherwise).
+        With `keep_times`, the events' own `create_time`s are kept (an import; admin keys
+        only); otherwise the server stamps them with the commit's time."""
+        future = await self._send_append(session_id, events, expected_last_seq, keep_times)
         return await future
 
     def append_stream(self) -> AppendWriter:
@@ -430,10 +437,11 @@ class AsyncClient:
         session_id: str,
         events: Iterable[Event | Mapping[str, Any]] | Event | Mapping[str, Any],
         expected_last_seq: int | None,
+        keep_times: bool = False,
     ) -> asyncio.Future[AppendResult]:
         if isinstance(events, Event | Mapping):
             events = [events]
-        request = append_request(session_id, events, expected_last_seq)
+        request = append_request(session_id, events, expected_last_seq, keep_times=keep_times)
         if self._appender is None:
             self._appender = Appender(self._connection)
         return await self._appender.send(request)
@@ -503,10 +511,11 @@ class AppendWriter:
         events: Iterable[Event | Mapping[str, Any]] | Event | Mapping[str, Any],
         *,
         expected_last_seq: int | None = None,
+        keep_times: bool = False,
     ) -> asyncio.Future[AppendResult]:
         """Send an append; the returned future resolves once it is durable (or raises its
         error). Appends to one session commit in the order they were sent."""
-        future = await self._client._send_append(session_id, events, expected_last_seq)
+        future = await self._client._send_append(session_id, events, expected_last_seq, keep_times)
         self._futures.append(future)
         return future
 

@@ -1,6 +1,7 @@
 """The `agentstore` command.
 
-Its client subcommands (`sessions`, `events`, `stats`, `tail`, `search`) need only this
+Its client subcommands (`sessions`, `events`, `stats`, `tail`, `search`, `export`,
+`import`) need only this
 package; `serve`, `migrate` and `keys` come with the server distribution, which registers them
 as "agentstore.commands" entry points. Tables for people; `--json` prints JSON lines, one object
 per session, event or hit, with the proto's field names (see agentstore.client.plain)."""
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any, TextIO
@@ -20,6 +22,7 @@ from agentstore.client.async_client import DEFAULT_TARGET, PARTIAL_TYPES, AsyncC
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AgentstoreError
 from agentstore.client.plain import plain, time_text
+from agentstore.client.transfer import export_sessions, import_sessions
 from agentstore.client.types import Event, SearchHit, Session
 
 __all__ = ["main"]
@@ -104,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--type", action="append", default=[], help="only this type (repeat)")
     tail.add_argument("--replay", action="store_true", help="print the history first")
 
+    export = commands.add_parser(
+        "export", help="sessions and their events as JSON lines (docs/export-format.md)"
+    )
+    export.add_argument("--app", default="")
+    export.add_argument("--user", default="")
+    export.add_argument("--session", default="")
+    export.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+
+    importing = commands.add_parser(
+        "import", help="bring in an export file: ids, seqs and times kept (admin key)"
+    )
+    importing.add_argument("file", help="an export file, or - for stdin")
+
     search = commands.add_parser("search", help="ranked full-text search")
     search.add_argument("query")
     search.add_argument("--app", default="")
@@ -134,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agentstore: {exc}", file=sys.stderr)
         for violation in getattr(exc, "violations", ()):
             print(f"  {violation.field}: {violation.description}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # a file that cannot be read, or is not an export
+        print(f"agentstore {arguments.command}: {exc}", file=sys.stderr)
         return 1
 
 
@@ -168,6 +187,10 @@ async def _run(arguments: argparse.Namespace) -> int:
                 out.record(await client.get_store_stats(arguments.app))
         elif arguments.command == "tail":
             await _tail(client, arguments, out)
+        elif arguments.command == "export":
+            await _export(client, arguments)
+        elif arguments.command == "import":
+            return await _import(client, arguments)
         elif arguments.command == "search":
             hits = client.search(
                 arguments.query,
@@ -218,6 +241,66 @@ async def _tail(client: AsyncClient, arguments: argparse.Namespace, out: Output)
     )
     async for event in events:
         out.live_event(event, with_session=bool(arguments.app))
+
+
+async def _export(client: AsyncClient, arguments: argparse.Namespace) -> None:
+    if not (arguments.app or arguments.session):
+        raise SystemExit("agentstore export: give --app APP (and --user U) or --session S")
+    progress = ProgressLine(sys.stderr, "exported")
+    if arguments.output == "-":
+        summary = await export_sessions(
+            client, sys.stdout, app_name=arguments.app, user_id=arguments.user,
+            session_id=arguments.session, progress=progress,
+        )  # fmt: skip
+    else:
+        # A command with one task: a local file's blocking I/O holds up nothing else.
+        with open(arguments.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230
+            summary = await export_sessions(
+                client, out, app_name=arguments.app, user_id=arguments.user,
+                session_id=arguments.session, progress=progress,
+            )  # fmt: skip
+    progress.done(f"exported {summary.sessions} sessions, {summary.events} events")
+
+
+async def _import(client: AsyncClient, arguments: argparse.Namespace) -> int:
+    progress = ProgressLine(sys.stderr, "imported")
+    if arguments.file == "-":
+        summary = await import_sessions(client, sys.stdin, progress=progress)
+    else:
+        with open(arguments.file, encoding="utf-8") as lines:  # noqa: ASYNC230 (as in _export)
+            summary = await import_sessions(client, lines, progress=progress)
+    progress.done(
+        f"sessions: {summary.sessions_created} created, {summary.sessions_existing} existing;"
+        f" events: {summary.events_appended} appended, {summary.events_present} already there"
+    )
+    for problem in summary.problems:
+        print(f"agentstore import: {problem}", file=sys.stderr)
+    return 1 if summary.problems else 0
+
+
+class ProgressLine:
+    """A progress line rewritten in place on a terminal; nothing elsewhere. The summary line
+    is printed either way."""
+
+    def __init__(self, stream: TextIO, verb: str) -> None:
+        self._stream = stream
+        self._verb = verb
+        self._live = stream.isatty()
+        self._started = time.monotonic()
+
+    def __call__(self, sessions: int, events: int) -> None:
+        if self._live:
+            rate = events / max(time.monotonic() - self._started, 1e-9)
+            self._stream.write(
+                f"\r{self._verb} {sessions:,} sessions, {events:,} events ({rate:,.0f}/s) "
+            )
+            self._stream.flush()
+
+    def done(self, summary: str) -> None:
+        seconds = time.monotonic() - self._started
+        prefix = "\r" if self._live else ""
+        self._stream.write(f"{prefix}{summary} in {seconds:.1f} s\n")
+        self._stream.flush()
 
 
 async def _limited(items: AsyncIterator[Any], limit: int) -> AsyncIterator[Any]:

@@ -97,6 +97,7 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         ttl: timedelta | None = None,
         status: SessionStatus | str | None = None,
+        create_time: datetime | None = None,
     ) -> Session:
         return self._run(
             self._client.create_session(
@@ -108,6 +109,7 @@ class Client:
                 metadata=metadata,
                 ttl=ttl,
                 status=status,
+                create_time=create_time,
             )
         )
 
@@ -181,9 +183,12 @@ class Client:
         events: Iterable[Event | Mapping[str, Any]] | Event | Mapping[str, Any],
         *,
         expected_last_seq: int | None = None,
+        keep_times: bool = False,
     ) -> AppendResult:
         return self._run(
-            self._client.append(session_id, events, expected_last_seq=expected_last_seq)
+            self._client.append(
+                session_id, events, expected_last_seq=expected_last_seq, keep_times=keep_times
+            )
         )
 
     def append_async(

@@ -13,6 +13,7 @@ from agentstore.client.convert import (
     dict_from_struct,
     struct_from_dict,
     time_from_timestamp,
+    timestamp_from_time,
 )
 from agentstore.client.event_data import WELL_KNOWN_TYPES, EventData
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
@@ -189,12 +190,15 @@ class Event:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Event:
         """An event from a dict with the proto's field names (`content` and `actions` as
-        dicts too). Raises `TypeError` naming an unknown field."""
+        dicts too, `create_time` a datetime or RFC 3339 text). Raises `TypeError` naming an
+        unknown field."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
             raise TypeError(f"unknown event field(s): {', '.join(unknown)}")
         fields = dict(values)
+        if isinstance(fields.get("create_time"), str):  # RFC 3339, as agentstore.client.plain
+            fields["create_time"] = datetime.fromisoformat(fields["create_time"])
         if isinstance(fields.get("content"), Mapping):
             fields["content"] = Content(**fields["content"])
         if isinstance(fields.get("actions"), Mapping):
@@ -202,9 +206,10 @@ class Event:
         return cls(**fields)
 
 
-def event_to_proto(event: Event | Mapping[str, Any]) -> event_pb2.Event:
+def event_to_proto(event: Event | Mapping[str, Any], *, keep_time: bool = False) -> event_pb2.Event:
     """The proto of an event to append (an `Event` or a dict with the proto's field names).
-    What the server sets (`seq`, `position`, `session_id`, `create_time`) is left out."""
+    What the server sets (`seq`, `position`, `session_id`) is left out, and `create_time`
+    unless `keep_time` (an import)."""
     if not isinstance(event, Event):
         event = Event.from_dict(event)
     message = event_pb2.Event(
@@ -224,6 +229,8 @@ def event_to_proto(event: Event | Mapping[str, Any]) -> event_pb2.Event:
         message.actions.state_delta.CopyFrom(struct_from_dict(event.actions.state_delta))
     if event.metadata is not None:
         message.metadata.CopyFrom(struct_from_dict(event.metadata))
+    if keep_time and event.create_time is not None:
+        message.create_time.CopyFrom(timestamp_from_time(event.create_time))
     return message
 
 

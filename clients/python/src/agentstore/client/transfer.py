@@ -1,0 +1,235 @@
+"""Export and import: sessions with their whole history as JSON lines (docs/export-format.md).
+
+An export file is a header line, then for each session one `{"session": ...}` line followed by
+one `{"event": ...}` line per event in seq order; the objects carry the proto's field names
+(agentstore.client.plain). An import creates each session with its id and time and appends
+its events with their ids, seqs and times, batched and pipelined over AppendStream. It is
+idempotent and resumable: a session that exists already continues after its last seq (its
+events' ids make any overlap a duplicate), and a second import of the same file adds
+nothing. Keeping times takes an admin key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from agentstore.client.async_client import AsyncClient
+from agentstore.client.errors import AgentstoreError, AlreadyExists
+from agentstore.client.plain import plain, time_text
+from agentstore.client.types import AppendResult, Event
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "ExportSummary",
+    "ImportProblem",
+    "ImportSummary",
+    "export_sessions",
+    "import_sessions",
+]
+
+FORMAT = "agentstore-export"
+VERSION = 1
+# Events per append request of an import: large enough to commit in few transactions, small
+# enough to stay far below the server's message limits.
+IMPORT_BATCH_EVENTS = 500
+IMPORT_BATCH_BYTES = 1 << 20
+
+Progress = Callable[[int, int], None]  # (sessions, events) done so far
+
+
+class ImportProblem(Exception):
+    """A session the import could not bring over as it was exported."""
+
+
+@dataclass
+class ExportSummary:
+    sessions: int = 0
+    events: int = 0
+
+
+@dataclass
+class ImportSummary:
+    """What an import did: sessions made and found, events appended and found already
+    stored, and what it could not do (one line each)."""
+
+    sessions_created: int = 0
+    sessions_existing: int = 0
+    events_appended: int = 0
+    events_present: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+async def export_sessions(
+    client: AsyncClient,
+    out: TextIO,
+    *,
+    app_name: str = "",
+    user_id: str = "",
+    session_id: str = "",
+    progress: Progress | None = None,
+) -> ExportSummary:
+    """Write the header, then each session (one, or every live one of an app or user) and
+    its events."""
+    summary = ExportSummary()
+    header = {"format": FORMAT, "version": VERSION, "exported_at": time_text(datetime.now(UTC))}
+    _write(out, header)
+    if session_id:
+        sessions = [await client.get_session(session_id)]
+    else:
+        sessions = [s async for s in client.list_sessions(app_name, user_id=user_id, view="full")]
+    for session in sessions:
+        _write(out, {"session": plain(session)})
+        summary.sessions += 1
+        async for event in client.stream_events(session_id=session.id):
+            _write(out, {"event": plain(event)})
+            summary.events += 1
+            if progress is not None and summary.events % 1000 == 0:
+                progress(summary.sessions, summary.events)
+    if progress is not None:
+        progress(summary.sessions, summary.events)
+    return summary
+
+
+def _write(out: TextIO, value: dict[str, Any]) -> None:
+    out.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def read_export(lines: Iterable[str]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(session, its events) of an export file, one session at a time. Raises `ValueError`
+    for a file that is not an export of a known version."""
+    rows = (json.loads(line) for line in lines if line.strip())
+    header = next(rows, None)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"not an {FORMAT} file (its first line is not the header)")
+    if header.get("version") != VERSION:
+        raise ValueError(f"export format version {header.get('version')} is not {VERSION}")
+    session: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = []
+    for number, row in enumerate(rows, start=2):
+        if "session" in row:
+            if session is not None:
+                yield session, events
+            session, events = row["session"], []
+        elif "event" in row:
+            if session is None:
+                raise ValueError(f"line {number}: an event before any session")
+            events.append(row["event"])
+        else:
+            raise ValueError(f"line {number}: neither a session nor an event")
+    if session is not None:
+        yield session, events
+
+
+async def import_sessions(
+    client: AsyncClient, lines: Iterable[str], *, progress: Progress | None = None
+) -> ImportSummary:
+    """Import an export file's sessions and events (see the module's docstring)."""
+    summary = ImportSummary()
+    events_done = 0
+    for session_fields, event_fields in read_export(lines):
+        try:
+            start = await _ensure_session(client, session_fields, summary)
+            appended = await _append_history(client, session_fields["id"], event_fields, start)
+        except (AgentstoreError, ImportProblem) as exc:
+            summary.problems.append(f"session {session_fields.get('id')}: {exc}")
+            continue
+        for result in appended:
+            summary.events_appended += result.appended
+            summary.events_present += result.duplicates
+        summary.events_present += sum(1 for e in event_fields if e.get("seq", 0) <= start)
+        events_done += len(event_fields)
+        await _restore_state(client, session_fields, summary)
+        if progress is not None:
+            progress(summary.sessions_created + summary.sessions_existing, events_done)
+    return summary
+
+
+async def _ensure_session(
+    client: AsyncClient, fields: dict[str, Any], summary: ImportSummary
+) -> int:
+    """Create the session as exported (its state comes back through its events, then
+    `_restore_state`); for one that exists, its last seq, after which the import goes on."""
+    expire_time = fields.get("expire_time")
+    expires = datetime.fromisoformat(expire_time) if expire_time else None
+    if expires is not None and expires <= datetime.now(UTC):
+        raise ImportProblem(f"it expired at {expire_time}; not imported")
+    create_time = fields.get("create_time")
+    try:
+        await client.create_session(
+            fields["app_name"],
+            session_id=fields["id"],
+            user_id=fields.get("user_id", ""),
+            agent_id=fields.get("agent_id", ""),
+            metadata=fields.get("metadata") or {},
+            status=fields.get("status"),
+            create_time=datetime.fromisoformat(create_time) if create_time else None,
+        )
+    except AlreadyExists:
+        summary.sessions_existing += 1
+        return (await client.get_session(fields["id"], view="basic")).last_seq
+    summary.sessions_created += 1
+    if expires is not None:  # the exact time: CreateSession only takes a ttl from now
+        await client.update_session(fields["id"], expire_time=expires)
+    return 0
+
+
+async def _append_history(
+    client: AsyncClient, session_id: str, events: list[dict[str, Any]], after_seq: int
+) -> list[AppendResult]:
+    """Append the events after `after_seq`, in batches, many in flight; each batch is
+    guarded by the seq the session must be at, so that seqs stay the exported ones."""
+    pending = [Event.from_dict(fields) for fields in events if fields.get("seq", 0) > after_seq]
+    futures = []
+    async with client.append_stream() as writer:
+        for batch in _batches(pending):
+            futures.append(
+                await writer.append(
+                    session_id, batch, expected_last_seq=batch[0].seq - 1, keep_times=True
+                )
+            )
+    results = []
+    for batch, future in zip(_batches(pending), futures, strict=True):
+        result = await future
+        if result.seqs != tuple(event.seq for event in batch):
+            raise ImportProblem(
+                f"events {batch[0].seq}-{batch[-1].seq} were stored as seqs"
+                f" {result.seqs[0]}-{result.seqs[-1]}"
+            )
+        results.append(result)
+    return results
+
+
+def _batches(events: list[Event]) -> Iterator[list[Event]]:
+    batch: list[Event] = []
+    size = 0
+    for event in events:
+        # A rough measure (the text dominates), only to keep requests well under the limit.
+        weight = len(event.content.text) if event.content else 0
+        weight += len(json.dumps(event.data)) if event.data else 0
+        if batch and (len(batch) >= IMPORT_BATCH_EVENTS or size + weight > IMPORT_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(event)
+        size += weight
+    if batch:
+        yield batch
+
+
+async def _restore_state(
+    client: AsyncClient, fields: dict[str, Any], summary: ImportSummary
+) -> None:
+    """Make the session's state the exported one: its events' deltas rebuilt most of it; a
+    state also changed by UpdateSession needs one more delta."""
+    exported: dict[str, Any] = fields.get("state") or {}
+    current = (await client.get_session(fields["id"])).state
+    delta: dict[str, Any] = {key: None for key in current if key not in exported}
+    delta.update({key: value for key, value in exported.items() if current.get(key) != value})
+    if delta:
+        try:
+            await client.update_session(fields["id"], state_delta=delta)
+        except AgentstoreError as exc:
+            summary.problems.append(f"session {fields['id']}: state not restored: {exc}")
