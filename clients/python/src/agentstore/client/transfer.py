@@ -10,6 +10,7 @@ nothing. Keeping times takes an admin key."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ VERSION = 1
 # enough to stay far below the server's message limits.
 IMPORT_BATCH_EVENTS = 500
 IMPORT_BATCH_BYTES = 1 << 20
+# Sessions imported at once: while one waits for its acknowledgements, others send.
+IMPORT_SESSIONS_IN_FLIGHT = 4
 
 Progress = Callable[[int, int], None]  # (sessions, events) done so far
 
@@ -98,54 +101,92 @@ def _write(out: TextIO, value: dict[str, Any]) -> None:
     out.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def read_export(lines: Iterable[str]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """(session, its events) of an export file, one session at a time. Raises `ValueError`
-    for a file that is not an export of a known version."""
-    rows = (json.loads(line) for line in lines if line.strip())
-    header = next(rows, None)
+@dataclass
+class ExportedSession:
+    """One session of an export file: its fields, its events' fields, and each event's line
+    length (a cheap measure of its size, for batching)."""
+
+    fields: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+
+def read_export(lines: Iterable[str]) -> Iterator[ExportedSession]:
+    """The sessions of an export file, one at a time. Raises `ValueError` for a file that is
+    not an export of a known version."""
+    rows = ((json.loads(line), len(line)) for line in lines if line.strip())
+    header, _ = next(rows, (None, 0))
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} file (its first line is not the header)")
     if header.get("version") != VERSION:
         raise ValueError(f"export format version {header.get('version')} is not {VERSION}")
-    session: dict[str, Any] | None = None
-    events: list[dict[str, Any]] = []
-    for number, row in enumerate(rows, start=2):
+    session: ExportedSession | None = None
+    for number, (row, size) in enumerate(rows, start=2):
         if "session" in row:
             if session is not None:
-                yield session, events
-            session, events = row["session"], []
+                yield session
+            session = ExportedSession(row["session"])
         elif "event" in row:
             if session is None:
                 raise ValueError(f"line {number}: an event before any session")
-            events.append(row["event"])
+            session.events.append(row["event"])
+            session.sizes.append(size)
         else:
             raise ValueError(f"line {number}: neither a session nor an event")
     if session is not None:
-        yield session, events
+        yield session
 
 
 async def import_sessions(
-    client: AsyncClient, lines: Iterable[str], *, progress: Progress | None = None
+    client: AsyncClient,
+    lines: Iterable[str],
+    *,
+    progress: Progress | None = None,
+    concurrency: int = IMPORT_SESSIONS_IN_FLIGHT,
 ) -> ImportSummary:
-    """Import an export file's sessions and events (see the module's docstring)."""
+    """Import an export file's sessions and events (see the module's docstring), up to
+    `concurrency` sessions at a time so that the server always has work."""
     summary = ImportSummary()
-    events_done = 0
-    for session_fields, event_fields in read_export(lines):
+    done = {"sessions": 0, "events": 0}
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(session: ExportedSession) -> None:
         try:
-            start = await _ensure_session(client, session_fields, summary)
-            appended = await _append_history(client, session_fields["id"], event_fields, start)
-        except (AgentstoreError, ImportProblem) as exc:
-            summary.problems.append(f"session {session_fields.get('id')}: {exc}")
-            continue
-        for result in appended:
-            summary.events_appended += result.appended
-            summary.events_present += result.duplicates
-        summary.events_present += sum(1 for e in event_fields if e.get("seq", 0) <= start)
-        events_done += len(event_fields)
-        await _restore_state(client, session_fields, summary)
+            await _import_session(client, session, summary)
+        finally:
+            slots.release()
+        done["sessions"] += 1
+        done["events"] += len(session.events)
         if progress is not None:
-            progress(summary.sessions_created + summary.sessions_existing, events_done)
+            progress(done["sessions"], done["events"])
+
+    running: set[asyncio.Task[None]] = set()
+    try:
+        for session in read_export(lines):
+            await slots.acquire()
+            task = asyncio.create_task(one(session))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        # Sessions already under way finish even when a later line of the file is bad.
+        await asyncio.gather(*running)
     return summary
+
+
+async def _import_session(
+    client: AsyncClient, session: ExportedSession, summary: ImportSummary
+) -> None:
+    try:
+        start = await _ensure_session(client, session.fields, summary)
+        appended = await _append_history(client, session, start)
+    except (AgentstoreError, ImportProblem) as exc:
+        summary.problems.append(f"session {session.fields.get('id')}: {exc}")
+        return
+    for result in appended:
+        summary.events_appended += result.appended
+        summary.events_present += result.duplicates
+    summary.events_present += sum(1 for e in session.events if e.get("seq", 0) <= start)
+    await _restore_state(client, session.fields, summary)
 
 
 async def _ensure_session(
@@ -178,21 +219,24 @@ async def _ensure_session(
 
 
 async def _append_history(
-    client: AsyncClient, session_id: str, events: list[dict[str, Any]], after_seq: int
+    client: AsyncClient, session: ExportedSession, after_seq: int
 ) -> list[AppendResult]:
     """Append the events after `after_seq`, in batches, many in flight; each batch is
     guarded by the seq the session must be at, so that seqs stay the exported ones."""
-    pending = [Event.from_dict(fields) for fields in events if fields.get("seq", 0) > after_seq]
+    batches = list(_batches(session, after_seq))
     futures = []
     async with client.append_stream() as writer:
-        for batch in _batches(pending):
+        for batch in batches:
             futures.append(
                 await writer.append(
-                    session_id, batch, expected_last_seq=batch[0].seq - 1, keep_times=True
+                    session.fields["id"],
+                    batch,
+                    expected_last_seq=batch[0].seq - 1,
+                    keep_times=True,
                 )
             )
     results = []
-    for batch, future in zip(_batches(pending), futures, strict=True):
+    for batch, future in zip(batches, futures, strict=True):
         result = await future
         if result.seqs != tuple(event.seq for event in batch):
             raise ImportProblem(
@@ -203,17 +247,18 @@ async def _append_history(
     return results
 
 
-def _batches(events: list[Event]) -> Iterator[list[Event]]:
+def _batches(session: ExportedSession, after_seq: int) -> Iterator[list[Event]]:
+    """The session's events after `after_seq` in batches of at most IMPORT_BATCH_EVENTS
+    events and about IMPORT_BATCH_BYTES (by their lines' lengths)."""
     batch: list[Event] = []
     size = 0
-    for event in events:
-        # A rough measure (the text dominates), only to keep requests well under the limit.
-        weight = len(event.content.text) if event.content else 0
-        weight += len(json.dumps(event.data)) if event.data else 0
+    for fields, weight in zip(session.events, session.sizes, strict=True):
+        if fields.get("seq", 0) <= after_seq:
+            continue
         if batch and (len(batch) >= IMPORT_BATCH_EVENTS or size + weight > IMPORT_BATCH_BYTES):
             yield batch
             batch, size = [], 0
-        batch.append(event)
+        batch.append(Event.from_dict(fields))
         size += weight
     if batch:
         yield batch
