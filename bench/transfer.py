@@ -16,7 +16,7 @@ import io
 import grpc
 
 from agentstore.client import AsyncClient
-from agentstore.client.transfer import export_sessions, import_sessions
+from agentstore.client.transfer import export_sessions, import_sessions, read_export
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from bench.append import messages, new_sessions, stream_rate
 from bench.common import Stopwatch, parser, rate, running_server, scratch_databases
@@ -46,7 +46,7 @@ async def main() -> None:
         lines = exported.getvalue().splitlines(keepends=True)
         async with running_server(target_url) as target, AsyncClient(target.address) as client:
             with Stopwatch() as watch:
-                imported = await import_sessions(client, lines)
+                imported = await import_sessions(client, read_export(lines))
             import_rate = rate(imported.events_appended, watch.seconds)
             assert not imported.problems, imported.problems
             assert imported.events_appended == appended, (imported, appended)

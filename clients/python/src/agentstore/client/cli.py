@@ -21,8 +21,9 @@ from typing import Any, TextIO
 from agentstore.client.async_client import DEFAULT_TARGET, PARTIAL_TYPES, AsyncClient
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AgentstoreError
+from agentstore.client.importers import read_openai_agents_sqlite
 from agentstore.client.plain import plain, time_text
-from agentstore.client.transfer import export_sessions, import_sessions
+from agentstore.client.transfer import export_sessions, import_sessions, read_export
 from agentstore.client.types import Event, SearchHit, Session
 
 __all__ = ["main"]
@@ -118,7 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     importing = commands.add_parser(
         "import", help="bring in an export file: ids, seqs and times kept (admin key)"
     )
-    importing.add_argument("file", help="an export file, or - for stdin")
+    importing.add_argument("file", help="an export file (- for stdin), or the other store's")
+    importing.add_argument(
+        "--from",
+        dest="source",
+        choices=["export", "openai-agents"],
+        default="export",
+        help="what FILE is: an agentstore export (default) or an OpenAI Agents SQLiteSession"
+        " database file",
+    )
+    importing.add_argument("--app", default="", help="the app of sessions from a store without")
+    importing.add_argument("--user", default="", help="their user, likewise")
 
     search = commands.add_parser("search", help="ranked full-text search")
     search.add_argument("query")
@@ -264,11 +275,20 @@ async def _export(client: AsyncClient, arguments: argparse.Namespace) -> None:
 
 async def _import(client: AsyncClient, arguments: argparse.Namespace) -> int:
     progress = ProgressLine(sys.stderr, "imported")
-    if arguments.file == "-":
-        summary = await import_sessions(client, sys.stdin, progress=progress)
+    problems: list[str] = []
+    if arguments.source == "openai-agents":
+        if not arguments.app:
+            raise SystemExit("agentstore import --from openai-agents: give --app APP")
+        sessions = read_openai_agents_sqlite(
+            arguments.file, app_name=arguments.app, user_id=arguments.user, problems=problems
+        )
+        summary = await import_sessions(client, sessions, progress=progress)
+    elif arguments.file == "-":
+        summary = await import_sessions(client, read_export(sys.stdin), progress=progress)
     else:
         with open(arguments.file, encoding="utf-8") as lines:  # noqa: ASYNC230 (as in _export)
-            summary = await import_sessions(client, lines, progress=progress)
+            summary = await import_sessions(client, read_export(lines), progress=progress)
+    summary.problems[:0] = problems
     progress.done(
         f"sessions: {summary.sessions_created} created, {summary.sessions_existing} existing;"
         f" events: {summary.events_appended} appended, {summary.events_present} already there"

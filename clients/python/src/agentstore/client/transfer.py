@@ -26,10 +26,12 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "ExportSummary",
+    "ExportedSession",
     "ImportProblem",
     "ImportSummary",
     "export_sessions",
     "import_sessions",
+    "read_export",
 ]
 
 FORMAT = "agentstore-export"
@@ -139,12 +141,13 @@ def read_export(lines: Iterable[str]) -> Iterator[ExportedSession]:
 
 async def import_sessions(
     client: AsyncClient,
-    lines: Iterable[str],
+    sessions: Iterable[ExportedSession],
     *,
     progress: Progress | None = None,
     concurrency: int = IMPORT_SESSIONS_IN_FLIGHT,
 ) -> ImportSummary:
-    """Import an export file's sessions and events (see the module's docstring), up to
+    """Import sessions and their events (an export file's: `read_export(lines)`, or another
+    store's: agentstore.client.importers), as the module's docstring says, up to
     `concurrency` sessions at a time so that the server always has work."""
     summary = ImportSummary()
     done = {"sessions": 0, "events": 0}
@@ -162,7 +165,7 @@ async def import_sessions(
 
     running: set[asyncio.Task[None]] = set()
     try:
-        for session in read_export(lines):
+        for session in sessions:
             await slots.acquire()
             task = asyncio.create_task(one(session))
             running.add(task)

@@ -1,0 +1,73 @@
+"""OpenAI Agents SDK items as agentstore events, and back: the one mapping, used by the
+importer of SQLiteSession files (and by the session adapter).
+
+An item (a Responses API input item: a message, a function call or its output, reasoning,
+...) becomes one event:
+
+- `type`: the item's `type` (`message` for a message item without one);
+- `author` and `content.role`: the message's role; `assistant` for a function call,
+  `tool` for its output;
+- `content.text`: the item's text, for Search and for people: a message's text (its parts'
+  texts joined by newlines), a call as `name(arguments)`, a call's output, reasoning's
+  summary;
+- `data.item`: the whole item as it was, so that nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from agentstore.client.types import Content, Event
+
+__all__ = ["event_from_item", "item_from_event", "item_text"]
+
+
+def item_text(item: Mapping[str, Any]) -> tuple[str, str]:
+    """(role, text) of an item, as its event's content shows it."""
+    kind = item.get("type", "message")
+    if kind == "message" or ("role" in item and "type" not in item):
+        return str(item.get("role", "")), _text_of(item.get("content"))
+    if kind == "function_call":
+        return "assistant", f"{item.get('name', '')}({item.get('arguments', '')})"
+    if kind == "function_call_output":
+        output = item.get("output")
+        return "tool", output if isinstance(output, str) else _text_of(output)
+    if kind == "reasoning":
+        return "assistant", _text_of(item.get("summary"))
+    return "", _text_of(item.get("content"))
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part.get("text", "") for part in content if isinstance(part, Mapping)]
+        return "\n".join(text for text in texts if isinstance(text, str) and text)
+    if content is None:
+        return ""
+    return json.dumps(content, ensure_ascii=False)
+
+
+def event_from_item(
+    item: Mapping[str, Any], *, event_id: str = "", create_time: datetime | None = None
+) -> Event:
+    role, text = item_text(item)
+    return Event(
+        type=str(item.get("type", "message")),
+        event_id=event_id,
+        author=role,
+        content=Content(role=role, text=text),
+        data={"item": dict(item)},
+        create_time=create_time,
+    )
+
+
+def item_from_event(event: Event) -> dict[str, Any]:
+    """The item an event was made from. Raises `ValueError` for an event that holds none."""
+    item = (event.data or {}).get("item")
+    if not isinstance(item, dict):
+        raise ValueError(f"event {event.event_id} holds no OpenAI Agents item")
+    return item
