@@ -1,14 +1,21 @@
-"""Importing what other stores wrote, with their own code: OpenAI Agents' SQLiteSession."""
+"""Importing what other stores wrote with their own code: OpenAI Agents' SQLiteSession and
+Google ADK's DatabaseSessionService."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agents import SQLiteSession
+from google.adk.events import Event as AdkEvent
+from google.adk.events import EventActions
+from google.adk.sessions import DatabaseSessionService
+from google.genai import types
 
 from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
+from agentstore.client.adk_events import adk_event_from_event, session_key
 from agentstore.client.openai_agents_items import item_from_event
 from tests.support import run_agentstore
 
@@ -80,3 +87,83 @@ async def test_an_openai_agents_sqlite_file_is_imported_item_for_item(
 
     code, _, err = await run_agentstore(*arguments, "--app", app_name, "--user", "u1")
     assert b"sessions: 0 created, 2 existing; events: 0 appended, 5 already there" in err
+
+
+async def test_adk_database_tables_are_imported_event_for_event(
+    server: AgentStoreServer, client: AsyncClient, app_name: str, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}"
+    service = DatabaseSessionService(db_url=url)
+    other_app = f"{app_name}-other"
+    try:
+        # ADK keys sessions by (app, user, id): two apps may each have a session "s1".
+        first = await service.create_session(
+            app_name=app_name, user_id="u1", session_id="s1", state={"lang": "en"}
+        )
+        await service.create_session(app_name=other_app, user_id="u1", session_id="s1")
+        for event in adk_conversation():
+            await service.append_event(first, event)
+        stored = await service.get_session(app_name=app_name, user_id="u1", session_id="s1")
+        assert stored is not None
+    finally:
+        await service.close()
+
+    arguments = ("--target", f"127.0.0.1:{server.port}", "import", "--from", "adk", url)
+    code, _, err = await run_agentstore(*arguments)
+    assert code == 1, err  # app and user state are reported, not imported
+    assert b"sessions: 2 created, 0 existing; events: 4 appended" in err
+    assert b"app_states of " + app_name.encode() + b": 1 keys not imported" in err
+    assert b"state keys set to None not kept: gone" in err
+
+    key = session_key(app_name, "u1", "s1")
+    assert key != session_key(other_app, "u1", "s1")
+    session = await client.get_session(key)
+    assert (session.app_name, session.user_id) == (app_name, "u1")
+    assert session.metadata == {"adk_session_id": "s1"}
+    assert session.state == {"lang": "en", "topic": "refunds"}
+    events = [event async for event in client.list_events(key)]
+    assert [adk_event_from_event(event) for event in events] == stored.events
+    assert [(e.type, e.author, e.invocation_id) for e in events] == [
+        ("message", "user", "inv-1"),
+        ("function_call", "support", "inv-1"),
+        ("function_response", "support", "inv-1"),
+        ("message", "support", "inv-1"),
+    ]
+    assert events[0].create_time == datetime.fromtimestamp(stored.events[0].timestamp, UTC)
+    assert session.preview == "Where is my refund?"
+
+    code, _, err = await run_agentstore(*arguments)
+    assert b"sessions: 0 created, 2 existing; events: 0 appended, 4 already there" in err
+
+
+def adk_conversation() -> list[AdkEvent]:
+    def said(author: str, role: str, *parts: types.Part, **fields: Any) -> AdkEvent:
+        return AdkEvent(
+            invocation_id="inv-1",
+            author=author,
+            content=types.Content(role=role, parts=list(parts)),
+            **fields,
+        )
+
+    call = types.FunctionCall(id="call-1", name="find_order", args={"order": 42})
+    return [
+        said("user", "user", types.Part(text="Where is my refund?")),
+        said("support", "model", types.Part(function_call=call)),
+        said(
+            "support",
+            "user",
+            types.Part(
+                function_response=types.FunctionResponse(
+                    id="call-1", name="find_order", response={"status": "refunded"}
+                )
+            ),
+        ),
+        said(
+            "support",
+            "model",
+            types.Part(text="It was refunded yesterday."),
+            actions=EventActions(
+                state_delta={"topic": "refunds", "app:greeting": "hi", "gone": None}
+            ),
+        ),
+    ]

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from agentstore.client.async_client import DEFAULT_TARGET, PARTIAL_TYPES, AsyncClient
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AgentstoreError
-from agentstore.client.importers import read_openai_agents_sqlite
+from agentstore.client.importers import read_adk_database, read_openai_agents_sqlite
 from agentstore.client.plain import plain, time_text
 from agentstore.client.transfer import export_sessions, import_sessions, read_export
 from agentstore.client.types import Event, SearchHit, Session
@@ -123,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument(
         "--from",
         dest="source",
-        choices=["export", "openai-agents"],
+        choices=["export", "openai-agents", "adk"],
         default="export",
-        help="what FILE is: an agentstore export (default) or an OpenAI Agents SQLiteSession"
-        " database file",
+        help="what FILE is: an agentstore export (default), an OpenAI Agents SQLiteSession"
+        " database file, or the database URL of Google ADK's DatabaseSessionService",
     )
     importing.add_argument("--app", default="", help="the app of sessions from a store without")
     importing.add_argument("--user", default="", help="their user, likewise")
@@ -283,6 +283,9 @@ async def _import(client: AsyncClient, arguments: argparse.Namespace) -> int:
             arguments.file, app_name=arguments.app, user_id=arguments.user, problems=problems
         )
         summary = await import_sessions(client, sessions, progress=progress)
+    elif arguments.source == "adk":
+        adk_sessions = read_adk_database(arguments.file, problems=problems)
+        summary = await import_sessions(client, adk_sessions, progress=progress)
     elif arguments.file == "-":
         summary = await import_sessions(client, read_export(sys.stdin), progress=progress)
     else:

@@ -6,6 +6,14 @@ them in the same way: ids kept, seqs in the other store's order, times kept, ide
   users), each stored item an event (agentstore.client.openai_agents_items), its row id the
   event id (`oai-<id>`), so that importing again adds nothing.
 
+- Google ADK's DatabaseSessionService tables (`agentstore import --from adk DATABASE_URL`,
+  the URL ADK was given, e.g. `sqlite+aiosqlite:///sessions.db`), read through ADK's own
+  service (`pip install 'agentstore-client[adk]'`): each session keeps its app and user, its
+  id becomes `adk_events.session_key()` (ADK's id in `metadata.adk_session_id`), each event
+  keeps its id and time and comes back field for field (agentstore.client.adk_events).
+  Sessions keep their own state; app and user state (`app:` and `user:` keys) are reported,
+  not imported: agentstore keeps no state outside sessions yet.
+
 What cannot be brought over is named in `problems`, one line per session or item."""
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +30,7 @@ from agentstore.client.openai_agents_items import event_from_item
 from agentstore.client.plain import plain, time_text
 from agentstore.client.transfer import ExportedSession
 
-__all__ = ["read_openai_agents_sqlite"]
+__all__ = ["read_adk_database", "read_openai_agents_sqlite"]
 
 # What agentstore takes as a session id (the server checks it too; this names the problem
 # before anything is sent).
@@ -96,3 +104,85 @@ def read_openai_agents_sqlite(
                 exported.events.append(fields)
                 exported.sizes.append(len(message_data))
             yield exported
+
+
+async def read_adk_database(db_url: str, *, problems: list[str]) -> AsyncIterator[ExportedSession]:
+    """The sessions of ADK's DatabaseSessionService tables at `db_url`, each with its events
+    in ADK's order (timestamp, then id)."""
+    try:
+        from google.adk.sessions import DatabaseSessionService
+        from sqlalchemy import text
+    except ImportError:
+        raise ValueError(
+            "importing from ADK needs google-adk: pip install 'agentstore-client[adk]'"
+        ) from None
+
+    from agentstore.client.adk_events import event_from_adk_event, session_key, session_state
+
+    service = DatabaseSessionService(db_url=db_url)
+    try:
+        async with service.db_engine.connect() as connection:
+            keys = (
+                await connection.execute(
+                    text("SELECT app_name, user_id, id, create_time FROM sessions")
+                )
+            ).all()
+            for table in ("app_states", "user_states"):
+                for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all():
+                    # JSON text on SQLite, already decoded on PostgreSQL.
+                    state = row.state if isinstance(row.state, dict) else json.loads(row.state)
+                    if state:
+                        where = " ".join(
+                            str(getattr(row, column))
+                            for column in ("app_name", "user_id")
+                            if hasattr(row, column)
+                        )
+                        problems.append(
+                            f"{table} of {where}: {len(state)} keys not imported"
+                            " (agentstore keeps no state outside sessions yet)"
+                        )
+        for app_name, user_id, adk_id, create_time in sorted(keys, key=lambda k: str(k[3])):
+            for label, value in (("app", app_name), ("user", user_id)):
+                if value and not _SAFE_ID.fullmatch(value):
+                    problems.append(f"session {adk_id!r}: {label} {value!r} is not valid here")
+                    break
+            else:
+                adk_session = await service.get_session(
+                    app_name=app_name, user_id=user_id, session_id=adk_id
+                )
+                if adk_session is None:  # deleted while this ran
+                    continue
+                created = _naive_utc(create_time)
+                state = session_state(adk_session.state)
+                nulls = sorted(key for key, value in state.items() if value is None)
+                if nulls:
+                    # ADK keeps a key set to None; agentstore's deltas remove such a key.
+                    problems.append(
+                        f"session {adk_id!r}: state keys set to None not kept: {', '.join(nulls)}"
+                    )
+                exported = ExportedSession(
+                    {
+                        "id": session_key(app_name, user_id, adk_id),
+                        "app_name": app_name,
+                        "user_id": user_id,
+                        "metadata": {"adk_session_id": adk_id},
+                        "state": {k: v for k, v in state.items() if v is not None},
+                        "create_time": time_text(created) if created else None,
+                    }
+                )
+                for adk_event in adk_session.events:
+                    fields = plain(event_from_adk_event(adk_event))
+                    fields["seq"] = len(exported.events) + 1
+                    exported.events.append(fields)
+                    exported.sizes.append(len(json.dumps(fields["data"])))
+                yield exported
+    finally:
+        await service.close()
+
+
+def _naive_utc(value: object) -> datetime | None:
+    """A time as SQLAlchemy read it: naive (UTC, as ADK writes it) or aware, or text."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

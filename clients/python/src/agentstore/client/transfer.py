@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -141,7 +141,7 @@ def read_export(lines: Iterable[str]) -> Iterator[ExportedSession]:
 
 async def import_sessions(
     client: AsyncClient,
-    sessions: Iterable[ExportedSession],
+    sessions: Iterable[ExportedSession] | AsyncIterable[ExportedSession],
     *,
     progress: Progress | None = None,
     concurrency: int = IMPORT_SESSIONS_IN_FLIGHT,
@@ -165,7 +165,7 @@ async def import_sessions(
 
     running: set[asyncio.Task[None]] = set()
     try:
-        for session in sessions:
+        async for session in _each(sessions):
             await slots.acquire()
             task = asyncio.create_task(one(session))
             running.add(task)
@@ -174,6 +174,17 @@ async def import_sessions(
         # Sessions already under way finish even when a later line of the file is bad.
         await asyncio.gather(*running)
     return summary
+
+
+async def _each(
+    sessions: Iterable[ExportedSession] | AsyncIterable[ExportedSession],
+) -> AsyncIterator[ExportedSession]:
+    if isinstance(sessions, AsyncIterable):
+        async for session in sessions:
+            yield session
+    else:
+        for session in sessions:
+            yield session
 
 
 async def _import_session(
