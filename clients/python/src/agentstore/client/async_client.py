@@ -299,15 +299,8 @@ class AsyncClient:
         """The StreamEvents RPC as it is: one session's events after `after_seq`, or an app's
         (or user's) feed after `resume_token`; with `follow`, then new events as they commit,
         until the stream breaks. `follow()` is the same, reconnecting by itself."""
-        request = pb.StreamEventsRequest(
-            session_id=session_id,
-            after_seq=after_seq,
-            app_name=app_name,
-            user_id=user_id,
-            agent_id=agent_id,
-            types=types,
-            resume_token=resume_token,
-            follow=follow,
+        request = _stream_request(
+            session_id, after_seq, app_name, user_id, agent_id, types, resume_token, follow
         )
         call = self._connection.stub().StreamEvents(request, metadata=self._connection.metadata)
         try:
@@ -342,15 +335,9 @@ class AsyncClient:
         attempt = 0
         replaying = skip_replay
         while True:
-            request = pb.StreamEventsRequest(
-                session_id=session_id,
-                after_seq=after_seq,
-                app_name=app_name,
-                user_id=user_id,
-                agent_id=agent_id,
-                types=types,
-                resume_token=resume_token,
-                follow=True,
+            # From where the last connection left off.
+            request = _stream_request(
+                session_id, after_seq, app_name, user_id, agent_id, types, resume_token, True
             )
             call = self._connection.stub().StreamEvents(request, metadata=self._connection.metadata)
             try:
@@ -482,6 +469,28 @@ class AsyncClient:
             self._connection.rotate()
             await asyncio.sleep(backoff_seconds(attempt))
             attempt += 1
+
+
+def _stream_request(
+    session_id: str,
+    after_seq: int,
+    app_name: str,
+    user_id: str,
+    agent_id: str,
+    types: Sequence[str],
+    resume_token: str,
+    follow: bool,
+) -> pb.StreamEventsRequest:
+    return pb.StreamEventsRequest(
+        session_id=session_id,
+        after_seq=after_seq,
+        app_name=app_name,
+        user_id=user_id,
+        agent_id=agent_id,
+        types=types,
+        resume_token=resume_token,
+        follow=follow,
+    )
 
 
 def _set_time_range(request: Any, start_time: datetime | None, end_time: datetime | None) -> None:
