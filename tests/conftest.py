@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from agentstore.app import AgentStoreServer
+from agentstore.client import AsyncClient
 from agentstore.config import Settings
 from agentstore.store.embedded import EmbeddedPostgres
 from agentstore.v1 import session_service_pb2_grpc
@@ -118,6 +119,13 @@ async def server(database_url: str) -> AsyncIterator[AgentStoreServer]:
 @pytest.fixture(scope="session")
 async def channel(server: AgentStoreServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def client(server: AgentStoreServer) -> AsyncIterator[AsyncClient]:
+    """The Python client of the run's server."""
+    async with AsyncClient(f"127.0.0.1:{server.port}") as opened:
         yield opened
 
 

@@ -35,6 +35,7 @@ from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.keys import KeyService
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
+from agentstore.service.states import StateService
 from agentstore.service.streams import StreamService
 from agentstore.store.database import Database
 from agentstore.store.embedded import EmbeddedPostgres
@@ -45,6 +46,7 @@ from agentstore.store.migrator import MigrationError, apply_migrations
 from agentstore.store.notifications import Listener, notify
 from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
+from agentstore.store.states import StateRepository
 from agentstore.tls import CertificateFiles, server_credentials
 from agentstore.v1 import session_service_pb2
 
@@ -158,6 +160,7 @@ class AgentStoreServer:
                 heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
                 key_limiter=key_limiter,
             ),
+            StateService(StateRepository(database, settings.limits), settings.limits),
             auth,
         )  # fmt: skip
         self._server = await self._serve(servicer)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import grpc
 import psycopg
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -202,6 +202,18 @@ async def search(world: World, md: Metadata) -> grpc.StatusCode:
     return await code_of(world.stub.Search(request, metadata=md))
 
 
+async def get_state(world: World, md: Metadata) -> grpc.StatusCode:
+    request = pb.GetStateRequest(app_name=world.app_a, user_id="u")
+    return await code_of(world.stub.GetState(request, metadata=md))
+
+
+async def update_state(world: World, md: Metadata) -> grpc.StatusCode:
+    delta = struct_pb2.Struct()
+    delta.update({"seen": True})
+    request = pb.UpdateStateRequest(app_name=world.app_a, state_delta=delta)
+    return await code_of(world.stub.UpdateState(request, metadata=md))
+
+
 # Each call on app A, and what another app's key gets: NOT_FOUND for a session named by id
 # (exactly as for a missing one), PERMISSION_DENIED for a call naming app A.
 CALLS: dict[str, tuple[Call, bool, grpc.StatusCode]] = {
@@ -221,6 +233,8 @@ CALLS: dict[str, tuple[Call, bool, grpc.StatusCode]] = {
     "StreamEvents (session)": (stream_session, False, NOT_FOUND),
     "StreamEvents (feed)": (stream_feed, False, DENIED),
     "Search": (search, False, DENIED),
+    "GetState": (get_state, False, DENIED),
+    "UpdateState": (update_state, True, DENIED),
 }
 
 

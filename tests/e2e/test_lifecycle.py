@@ -209,7 +209,8 @@ async def test_a_server_runs_as_a_role_that_may_only_read_and_write_rows(
             role = sql.Identifier(server_role)
             for grant in (
                 "GRANT USAGE ON SCHEMA public TO {}",
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON sessions, events, api_keys TO {}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE"
+                " ON sessions, events, app_states, user_states, api_keys TO {}",
                 "GRANT SELECT ON schema_migrations TO {}",
                 "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}",
             ):

@@ -25,7 +25,7 @@ def make_event(seq: int, **changes: Any) -> Event:
         session_id="s-1", seq=seq, event_id=f"e-{seq}", position=100 + seq, type="llm_stream",
         author="assistant", invocation_id="inv", agent_id="agent", branch="root",
         content_role="assistant", content_text=f"token {seq}", data={"delta": "Hel", "n": 3},
-        state_delta={"step": seq}, metadata={"trace": "t"},
+        actions={"state_delta": {"step": seq}}, metadata={"trace": "t"},
         create_time=datetime(2026, 11, 22, 1, 2, 3, 456789, tzinfo=UTC),
     )  # fmt: skip
     return event._replace(**changes)
@@ -54,7 +54,7 @@ def test_structs_match_struct_update() -> None:
 
 
 def test_replay_pages_encode_every_field() -> None:
-    events = [make_event(1), make_event(2, data=None, state_delta=None, content_text="")]
+    events = [make_event(1), make_event(2, data=None, actions=None, content_text="")]
     (response,) = encoded(StreamEncoder(), StreamMessage(events=events))
     assert list(response.events) == [event_to_proto(event) for event in events]
     first = response.events[0]

@@ -18,10 +18,14 @@ class Content(_message.Message):
     def __init__(self, role: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class EventActions(_message.Message):
-    __slots__ = ("state_delta",)
+    __slots__ = ("state_delta", "app_state_delta", "user_state_delta")
     STATE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    APP_STATE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    USER_STATE_DELTA_FIELD_NUMBER: _ClassVar[int]
     state_delta: _struct_pb2.Struct
-    def __init__(self, state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    app_state_delta: _struct_pb2.Struct
+    user_state_delta: _struct_pb2.Struct
+    def __init__(self, state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., app_state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., user_state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "session_id", "seq", "position", "type", "author", "invocation_id", "agent_id", "branch", "content", "data", "actions", "metadata", "create_time", "resume_token")

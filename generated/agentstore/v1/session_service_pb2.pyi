@@ -375,3 +375,23 @@ class StoreStats(_message.Message):
     average_events_per_session: float
     active_sessions_by_status: _containers.ScalarMap[str, int]
     def __init__(self, total_sessions: _Optional[int] = ..., active_sessions: _Optional[int] = ..., deleted_sessions: _Optional[int] = ..., expired_sessions: _Optional[int] = ..., total_events: _Optional[int] = ..., average_events_per_session: _Optional[float] = ..., active_sessions_by_status: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class GetStateRequest(_message.Message):
+    __slots__ = ("app_name", "user_id")
+    APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    app_name: str
+    user_id: str
+    def __init__(self, app_name: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class UpdateStateRequest(_message.Message):
+    __slots__ = ("app_name", "user_id", "state_delta", "expected_version")
+    APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    app_name: str
+    user_id: str
+    state_delta: _struct_pb2.Struct
+    expected_version: int
+    def __init__(self, app_name: _Optional[str] = ..., user_id: _Optional[str] = ..., state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...

@@ -129,6 +129,16 @@ class SessionServiceStub:
                 request_serializer=agentstore_dot_v1_dot_session__service__pb2.GetStoreStatsRequest.SerializeToString,
                 response_deserializer=agentstore_dot_v1_dot_session__service__pb2.StoreStats.FromString,
                 _registered_method=True)
+        self.GetState = channel.unary_unary(
+                '/agentstore.v1.SessionService/GetState',
+                request_serializer=agentstore_dot_v1_dot_session__service__pb2.GetStateRequest.SerializeToString,
+                response_deserializer=agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
+                _registered_method=True)
+        self.UpdateState = channel.unary_unary(
+                '/agentstore.v1.SessionService/UpdateState',
+                request_serializer=agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.SerializeToString,
+                response_deserializer=agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -270,6 +280,21 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetState(self, request, context):
+        """Returns the state of an app, or of one user of an app (empty, version 0, when nothing was
+        ever set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateState(self, request, context):
+        """Merges a delta into the state of an app, or of one user of an app.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +367,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.GetStoreStats,
                     request_deserializer=agentstore_dot_v1_dot_session__service__pb2.GetStoreStatsRequest.FromString,
                     response_serializer=agentstore_dot_v1_dot_session__service__pb2.StoreStats.SerializeToString,
+            ),
+            'GetState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetState,
+                    request_deserializer=agentstore_dot_v1_dot_session__service__pb2.GetStateRequest.FromString,
+                    response_serializer=agentstore_dot_v1_dot_session__pb2.ScopedState.SerializeToString,
+            ),
+            'UpdateState': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateState,
+                    request_deserializer=agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.FromString,
+                    response_serializer=agentstore_dot_v1_dot_session__pb2.ScopedState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -746,6 +781,60 @@ class SessionService:
             '/agentstore.v1.SessionService/GetStoreStats',
             agentstore_dot_v1_dot_session__service__pb2.GetStoreStatsRequest.SerializeToString,
             agentstore_dot_v1_dot_session__service__pb2.StoreStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstore.v1.SessionService/GetState',
+            agentstore_dot_v1_dot_session__service__pb2.GetStateRequest.SerializeToString,
+            agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstore.v1.SessionService/UpdateState',
+            agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.SerializeToString,
+            agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
             options,
             channel_credentials,
             insecure,

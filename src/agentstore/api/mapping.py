@@ -13,7 +13,7 @@ from agentstore.domain.errors import InvalidArgument
 from agentstore.domain.events import Event, SessionStats
 from agentstore.domain.limits import MAX_JSON_DEPTH
 from agentstore.domain.search import SearchHit
-from agentstore.domain.sessions import Session, SessionStatus, StoreStats
+from agentstore.domain.sessions import ScopedState, Session, SessionStatus, StoreStats
 from agentstore.service.appends import AppendAck
 from agentstore.service.requests import AppendFields, EventFields
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
@@ -221,6 +221,20 @@ def fill_session(message: session_pb2.Session, session: Session) -> session_pb2.
     message.preview = session.preview
     if session.last_event_time is not None:
         message.last_event_time.CopyFrom(datetime_to_timestamp(session.last_event_time))
+    if session.app_state is not None:
+        _fill_struct(_present(message.app_state), session.app_state)
+    if session.user_state is not None:
+        _fill_struct(_present(message.user_state), session.user_state)
+    return message
+
+
+def scoped_state_to_proto(state: ScopedState) -> session_pb2.ScopedState:
+    message = session_pb2.ScopedState(
+        app_name=state.app_name, user_id=state.user_id, version=state.version
+    )
+    _fill_struct(_present(message.state), state.state)
+    if state.update_time is not None:
+        message.update_time.CopyFrom(datetime_to_timestamp(state.update_time))
     return message
 
 
@@ -254,9 +268,9 @@ def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
         "data": struct_to_dict(event.data, f"{where}.data") if event.HasField("data") else None,
         "actions": (
             {
-                "state_delta": struct_to_dict(
-                    event.actions.state_delta, f"{where}.actions.state_delta"
-                )
+                name: struct_to_dict(getattr(event.actions, name), f"{where}.actions.{name}")
+                for name in ("state_delta", "app_state_delta", "user_state_delta")
+                if event.actions.HasField(name)
             }
             if event.HasField("actions")
             else None
@@ -337,8 +351,9 @@ def fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
         message.content.text = event.content_text
     if event.data is not None:
         _fill_struct(message.data, event.data)
-    if event.state_delta:
-        _fill_struct(message.actions.state_delta, event.state_delta)
+    if event.actions:
+        for name, delta in event.actions.items():
+            _fill_struct(getattr(message.actions, name), delta)
     if event.metadata is not None:
         _fill_struct(message.metadata, event.metadata)
     return message

@@ -19,6 +19,7 @@ from agentstore.api.mapping import (
     fill_session,
     optional_time,
     request_id_of,
+    scoped_state_to_proto,
     session_stats_to_proto,
     session_status_from_proto,
     session_to_proto,
@@ -37,9 +38,11 @@ from agentstore.service.requests import (
     SessionListFields,
     StreamFields,
     UpdateSessionFields,
+    UpdateStateFields,
 )
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
+from agentstore.service.states import StateService
 from agentstore.service.streams import StreamService
 from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
@@ -60,8 +63,10 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         appends: AppendService,
         search: SearchService,
         streams: StreamService,
+        states: StateService,
         auth: Authenticator,
     ) -> None:
+        self._states = states
         self._sessions = sessions
         self._events = events
         self._appends = appends
@@ -101,6 +106,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             caller,
             request.session_id,
             with_state=_with_state(request.view),
+            with_scopes=request.view == session_pb2.SESSION_VIEW_WITH_SCOPED_STATE,
         )
         return session_to_proto(session)
 
@@ -196,6 +202,29 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         caller = await self._auth.caller_of(context)
         stats = await self._sessions.store_stats(caller, request.app_name)
         return store_stats_to_proto(stats)
+
+    @handle_errors
+    async def GetState(
+        self, request: session_service_pb2.GetStateRequest, context: Context
+    ) -> session_pb2.ScopedState:
+        caller = await self._auth.caller_of(context)
+        state = await self._states.get(caller, request.app_name, request.user_id)
+        return scoped_state_to_proto(state)
+
+    @handle_errors
+    async def UpdateState(
+        self, request: session_service_pb2.UpdateStateRequest, context: Context
+    ) -> session_pb2.ScopedState:
+        caller = await self._auth.caller_of(context)
+        fields: UpdateStateFields = {
+            "app_name": request.app_name,
+            "user_id": request.user_id,
+            "state_delta": struct_to_dict(request.state_delta, "state_delta"),
+            "expected_version": (
+                request.expected_version if request.HasField("expected_version") else None
+            ),
+        }
+        return scoped_state_to_proto(await self._states.update(caller, fields))
 
     @handle_errors
     async def AppendEvents(

@@ -80,7 +80,12 @@ class NewContent(_Input):
 
 
 class NewActions(_Input):
+    """Deltas merged into the session's state, its app's and its user's (see
+    event.proto's EventActions)."""
+
     state_delta: Document | None = None
+    app_state_delta: Document | None = None
+    user_state_delta: Document | None = None
 
 
 class NewEvent(_Input):
@@ -141,7 +146,8 @@ class Event(NamedTuple):
     content_role: str
     content_text: str
     data: dict[str, Any] | None
-    state_delta: dict[str, Any] | None
+    # The deltas it carried, by name: state_delta, app_state_delta, user_state_delta.
+    actions: dict[str, Any] | None
     metadata: dict[str, Any] | None
     create_time: datetime
 

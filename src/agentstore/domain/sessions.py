@@ -142,6 +142,9 @@ class Session:
     # the newest event was appended.
     preview: str = ""
     last_event_time: datetime | None = None
+    # The state of the session's app and of its user; None unless the read asked for them.
+    app_state: dict[str, Any] | None = None
+    user_state: dict[str, Any] | None = None
 
 
 class _Input(BaseModel):
@@ -177,6 +180,27 @@ class SessionPatch(_Input):
     expire_time: datetime | None = None
     ttl: Ttl | None = None
     expected_version: int | None = None
+
+
+class StatePatch(_Input):
+    """What UpdateState changes: the state of an app (empty `user_id`) or of one of its users."""
+
+    app_name: Identifier
+    user_id: OptionalIdentifier = ""
+    state_delta: JsonObject = Field(default_factory=dict)
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedState:
+    """The state of an app (empty `user_id`) or of one user of an app; version 0 and no
+    update_time when nothing was ever set."""
+
+    app_name: str
+    user_id: str
+    state: dict[str, Any]
+    version: int
+    update_time: datetime | None
 
 
 class SessionFilter(_Input):

@@ -37,6 +37,13 @@ class CreateSessionFields(TypedDict):
     create_time: datetime | None
 
 
+class UpdateStateFields(TypedDict):
+    app_name: str
+    user_id: str
+    state_delta: dict[str, Any]
+    expected_version: int | None
+
+
 class UpdateSessionFields(TypedDict):
     session_id: str
     fields: frozenset[str]

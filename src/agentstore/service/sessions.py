@@ -64,9 +64,13 @@ class SessionService:
             create_time=new.create_time,
         )
 
-    async def get(self, caller: Caller, session_id: str, *, with_state: bool = True) -> Session:
+    async def get(
+        self, caller: Caller, session_id: str, *, with_state: bool = True, with_scopes: bool = False
+    ) -> Session:
         self._check_id("session_id", session_id)
-        return await self._repository.get(caller.scope, session_id, with_state=with_state)
+        return await self._repository.get(
+            caller.scope, session_id, with_state=with_state, with_scopes=with_scopes
+        )
 
     async def list(
         self,

@@ -51,6 +51,8 @@ READ_AFTER = query("events", "read_after")
 READ_FEED = query("events", "read_feed")
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
+# The deltas an event's actions may carry, as named in the proto and in events.actions.
+ACTION_DELTAS = ("state_delta", "app_state_delta", "user_state_delta")
 # The columns every event read selects first (queries/events.sql), and where a query's own
 # extra columns start in its tuple rows.
 EVENT_COLUMNS = 15
@@ -277,9 +279,14 @@ def _event_json(message: int, number: int, event: NewEvent) -> str:
     documents = [scalars[:-1]]
     if event.data is not None:
         documents.append(f',"data":{event.data.encoded}')
-    state_delta = event.actions.state_delta if event.actions is not None else None
-    if state_delta:
-        documents.append(f',"actions":{{"state_delta":{state_delta.encoded}}}')
+    if event.actions is not None:
+        deltas = [
+            f'"{name}":{delta.encoded}'
+            for name in ACTION_DELTAS
+            if (delta := getattr(event.actions, name))
+        ]
+        if deltas:
+            documents.append(f',"actions":{{{",".join(deltas)}}}')
     if event.metadata is not None:
         documents.append(f',"metadata":{event.metadata.encoded}')
     documents.append("}")
@@ -298,10 +305,4 @@ def _failure(kind: str, session_id: str, last_seq: int) -> DomainError:
 
 def event_from_row(row: Sequence[Any]) -> Event:
     """The event of a tuple row that starts with the event columns (queries/events.sql)."""
-    actions = row[12]
-    return Event(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11],
-        actions.get("state_delta") if actions else None,  # state_delta
-        row[13], row[14],  # metadata, create_time
-    )  # fmt: skip
+    return Event(*row[:EVENT_COLUMNS])

@@ -63,6 +63,8 @@ def session_from_row(row: dict[str, Any]) -> Session:
         delete_time=row["delete_time"],
         preview=row["preview"],
         last_event_time=row["last_event_time"],
+        app_state=row.get("app_state"),
+        user_state=row.get("user_state"),
     )
 
 
@@ -112,8 +114,16 @@ class SessionRepository:
             raise outside_scope(app_name)
         return session_from_row(row)
 
-    async def get(self, scope: Scope, session_id: str, *, with_state: bool = True) -> Session:
-        params = {"apps": scope.app_names, "id": session_id, "with_state": with_state}
+    async def get(
+        self, scope: Scope, session_id: str, *, with_state: bool = True, with_scopes: bool = False
+    ) -> Session:
+        """A live session; `with_scopes` adds its app's and its user's states."""
+        params = {
+            "apps": scope.app_names,
+            "id": session_id,
+            "with_state": with_state,
+            "with_scopes": with_scopes,
+        }
         async with self._database.connection() as connection:
             row = await _fetch_one(connection, SELECT_SESSION, params)
         if row is None:

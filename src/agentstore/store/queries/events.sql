@@ -29,7 +29,8 @@
 -- - State deltas fold into one delta per session (the last value of each key wins) that
 --   merge_state() applies; within_limit() fails the whole statement (AS001) when a merged
 --   state would pass the limit: the repository then retries message by message to find the
---   culprit.
+--   culprit. App and user deltas fold the same way per app and per (app, user) and are
+--   merged into app_states and user_states (rows made by the first change).
 WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
         AS m(message int, session_id text, expected_last_seq bigint, event_total int)
@@ -108,6 +109,51 @@ WITH msg AS (
                         %(max_state_bytes)s, 'events.actions.state_delta') AS state
     FROM last_delta JOIN locked ON locked.id = last_delta.session_id
     GROUP BY locked.id, locked.state
+), scoped_delta AS (
+    -- The kept events' app and user deltas, one value per (scope, key): the last one wins.
+    SELECT DISTINCT ON (scoped.scope, kept.app_name, scoped.user_id, delta.key)
+           scoped.scope, kept.app_name, scoped.user_id, delta.key, delta.value
+    FROM kept,
+         LATERAL (VALUES ('app', '', kept.actions->'app_state_delta'),
+                         ('user', kept.user_id, kept.actions->'user_state_delta'))
+             AS scoped(scope, user_id, document),
+         jsonb_each(scoped.document) AS delta
+    WHERE jsonb_typeof(scoped.document) = 'object'
+    ORDER BY scoped.scope, kept.app_name, scoped.user_id, delta.key,
+             kept.message DESC, kept.number DESC
+), app_merged AS (
+    -- Rows are taken in app order (and users' below in (app, user) order), after the sessions:
+    -- appends of many sessions of one app or user wait for each other, never in a cycle.
+    INSERT INTO app_states AS a (app_name, state, version)
+    SELECT app_name,
+           within_limit(merge_state('{}'::jsonb, jsonb_object_agg(key, value)),
+                        %(max_state_bytes)s, 'events.actions.app_state_delta'),
+           1
+    FROM scoped_delta WHERE scope = 'app'
+    GROUP BY app_name ORDER BY app_name
+    ON CONFLICT (app_name) DO UPDATE SET
+        state = within_limit(
+            merge_state(a.state, (SELECT jsonb_object_agg(d.key, d.value) FROM scoped_delta AS d
+                                  WHERE d.scope = 'app' AND d.app_name = a.app_name)),
+            %(max_state_bytes)s, 'events.actions.app_state_delta'),
+        version = a.version + 1,
+        update_time = now()
+), user_merged AS (
+    INSERT INTO user_states AS u (app_name, user_id, state, version)
+    SELECT app_name, user_id,
+           within_limit(merge_state('{}'::jsonb, jsonb_object_agg(key, value)),
+                        %(max_state_bytes)s, 'events.actions.user_state_delta'),
+           1
+    FROM scoped_delta WHERE scope = 'user'
+    GROUP BY app_name, user_id ORDER BY app_name, user_id
+    ON CONFLICT (app_name, user_id) DO UPDATE SET
+        state = within_limit(
+            merge_state(u.state, (SELECT jsonb_object_agg(d.key, d.value) FROM scoped_delta AS d
+                                  WHERE d.scope = 'user' AND d.app_name = u.app_name
+                                    AND d.user_id = u.user_id)),
+            %(max_state_bytes)s, 'events.actions.user_state_delta'),
+        version = u.version + 1,
+        update_time = now()
 ), inserted AS (
     INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
                         invocation_id, agent_id, branch, content_role, content_text, data,

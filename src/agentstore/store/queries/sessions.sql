@@ -17,11 +17,19 @@ WHERE in_scope(%(app_name)s, %(apps)s)
 RETURNING *, session_event_count(last_seq) AS event_count;
 
 -- name: select_session
--- A live session by id; its state only when with_state.
+-- A live session by id; its state only when with_state; its app's and user's states only
+-- when with_scopes (null otherwise: the subqueries are not run).
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
        session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
-       delete_time, preview, last_event_time
+       delete_time, preview, last_event_time,
+       CASE WHEN %(with_scopes)s THEN COALESCE(
+           (SELECT a.state FROM app_states AS a WHERE a.app_name = sessions.app_name),
+           '{}'::jsonb) END AS app_state,
+       CASE WHEN %(with_scopes)s THEN COALESCE(
+           (SELECT u.state FROM user_states AS u
+            WHERE u.app_name = sessions.app_name AND u.user_id = sessions.user_id),
+           '{}'::jsonb) END AS user_state
 FROM sessions
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
   AND in_scope(app_name, %(apps)s);

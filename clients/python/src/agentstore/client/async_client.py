@@ -22,6 +22,7 @@ from agentstore.client.errors import error_from_rpc, is_transient
 from agentstore.client.types import (
     AppendResult,
     Event,
+    ScopedState,
     SearchHit,
     Session,
     SessionStats,
@@ -408,6 +409,30 @@ class AsyncClient:
         _set_time_range(request, start_time, end_time)
         async for item in self._pages("Search", request, "hits"):
             yield SearchHit.from_proto(item)
+
+    async def get_state(self, app_name: str, user_id: str = "") -> ScopedState:
+        """The state of an app, or of one of its users, shared by their sessions."""
+        request = pb.GetStateRequest(app_name=app_name, user_id=user_id)
+        return ScopedState.from_proto(await self._call("GetState", request))
+
+    async def update_state(
+        self,
+        app_name: str,
+        user_id: str = "",
+        *,
+        state_delta: Mapping[str, Any],
+        expected_version: int | None = None,
+    ) -> ScopedState:
+        """Merge `state_delta` into the state of an app, or of one of its users (a None value
+        removes its key); with `expected_version`, only at that version (`Conflict`)."""
+        request = pb.UpdateStateRequest(
+            app_name=app_name, user_id=user_id, state_delta=struct_from_dict(state_delta)
+        )
+        if expected_version is not None:
+            request.expected_version = expected_version
+        return ScopedState.from_proto(
+            await self._call("UpdateState", request, safe=expected_version is not None)
+        )
 
     async def get_session_stats(self, session_id: str) -> SessionStats:
         request = pb.GetSessionStatsRequest(session_id=session_id)

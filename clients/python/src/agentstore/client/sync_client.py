@@ -17,6 +17,7 @@ from agentstore.client.connection import TLS
 from agentstore.client.types import (
     AppendResult,
     Event,
+    ScopedState,
     SearchHit,
     Session,
     SessionStats,
@@ -327,6 +328,23 @@ class Client:
                 start_time=start_time,
                 end_time=end_time,
                 page_size=page_size,
+            )
+        )
+
+    def get_state(self, app_name: str, user_id: str = "") -> ScopedState:
+        return self._run(self._client.get_state(app_name, user_id))
+
+    def update_state(
+        self,
+        app_name: str,
+        user_id: str = "",
+        *,
+        state_delta: Mapping[str, Any],
+        expected_version: int | None = None,
+    ) -> ScopedState:
+        return self._run(
+            self._client.update_state(
+                app_name, user_id, state_delta=state_delta, expected_version=expected_version
             )
         )
 

@@ -23,6 +23,7 @@ __all__ = [
     "Content",
     "Event",
     "EventActions",
+    "ScopedState",
     "SearchHit",
     "Session",
     "SessionStats",
@@ -59,12 +60,16 @@ class SessionStatus(enum.StrEnum):
 
 
 class SessionView(enum.StrEnum):
-    """How much of a session a read returns: `basic` leaves out the state."""
+    """How much of a session a read returns: `basic` leaves out the state; `scoped` adds the
+    states of its app and of its user (GetSession only)."""
 
     BASIC = "basic"
     FULL = "full"
+    SCOPED = "scoped"
 
     def to_proto(self) -> session_pb2.SessionView:
+        if self is SessionView.SCOPED:
+            return session_pb2.SESSION_VIEW_WITH_SCOPED_STATE
         return cast(session_pb2.SessionView, getattr(session_pb2, f"SESSION_VIEW_{self.name}"))
 
 
@@ -93,6 +98,8 @@ class Session:
     delete_time: datetime | None = None
     preview: str = ""
     last_event_time: datetime | None = None
+    app_state: dict[str, Any] | None = None
+    user_state: dict[str, Any] | None = None
 
     @classmethod
     def from_proto(cls, message: session_pb2.Session) -> Session:
@@ -113,6 +120,12 @@ class Session:
             delete_time=_time(message, "delete_time"),
             preview=message.preview,
             last_event_time=_time(message, "last_event_time"),
+            app_state=(
+                dict_from_struct(message.app_state) if message.HasField("app_state") else None
+            ),
+            user_state=(
+                dict_from_struct(message.user_state) if message.HasField("user_state") else None
+            ),
         )
 
 
@@ -126,9 +139,50 @@ class Content:
 
 @dataclass(frozen=True, slots=True)
 class EventActions:
-    """What an event does to its session: `state_delta` is merged into the state."""
+    """What an event does besides being recorded: `state_delta` is merged into its session's
+    state, `app_state_delta` into its app's, `user_state_delta` into its user's, all in the
+    append's transaction (a None value removes its key)."""
 
     state_delta: dict[str, Any] = field(default_factory=dict)
+    app_state_delta: dict[str, Any] = field(default_factory=dict)
+    user_state_delta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, message: event_pb2.EventActions) -> EventActions:
+        return cls(
+            dict_from_struct(message.state_delta),
+            dict_from_struct(message.app_state_delta),
+            dict_from_struct(message.user_state_delta),
+        )
+
+    def fill(self, message: event_pb2.EventActions) -> None:
+        for name in ("state_delta", "app_state_delta", "user_state_delta"):
+            delta = getattr(self, name)
+            if delta:
+                getattr(message, name).CopyFrom(struct_from_dict(delta))
+        message.SetInParent()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedState:
+    """The state of an app (empty `user_id`) or of one user of an app, shared by their
+    sessions; `version` 0 when nothing was ever set."""
+
+    app_name: str
+    user_id: str
+    state: dict[str, Any]
+    version: int
+    update_time: datetime | None
+
+    @classmethod
+    def from_proto(cls, message: session_pb2.ScopedState) -> ScopedState:
+        return cls(
+            app_name=message.app_name,
+            user_id=message.user_id,
+            state=dict_from_struct(message.state),
+            version=message.version,
+            update_time=_time(message, "update_time"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +232,7 @@ class Event:
             ),
             data=dict_from_struct(message.data) if message.HasField("data") else None,
             actions=(
-                EventActions(dict_from_struct(message.actions.state_delta))
-                if message.HasField("actions")
-                else None
+                EventActions.from_proto(message.actions) if message.HasField("actions") else None
             ),
             metadata=dict_from_struct(message.metadata) if message.HasField("metadata") else None,
             create_time=_time(message, "create_time"),
@@ -226,7 +278,7 @@ def event_to_proto(event: Event | Mapping[str, Any], *, keep_time: bool = False)
     if event.data is not None:
         message.data.CopyFrom(struct_from_dict(event.data))
     if event.actions is not None:
-        message.actions.state_delta.CopyFrom(struct_from_dict(event.actions.state_delta))
+        event.actions.fill(message.actions)
     if event.metadata is not None:
         message.metadata.CopyFrom(struct_from_dict(event.metadata))
     if keep_time and event.create_time is not None:
