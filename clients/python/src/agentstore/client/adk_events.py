@@ -8,8 +8,9 @@ An ADK event becomes one event:
 - `type`: `function_call` or `function_response` when its content has such a part, `message`
   when it has text, `adk_event` otherwise (a state change, a transfer, an end of turn);
 - `content`: its role (`user` or `model`) and its text parts joined by newlines, for Search;
-- `actions.state_delta`: the session-scoped keys of its state delta (ADK keeps `app:` and
-  `user:` keys in app and user state, and never stores `temp:` ones);
+- `actions`: its state delta split as ADK stores it: the session's keys in `state_delta`,
+  `app:` and `user:` keys (without the prefix) in `app_state_delta` and `user_state_delta`;
+  `temp:` keys are never stored;
 - `data.adk`: the whole ADK event as ADK serializes it (camelCase JSON), so that it comes back
   field for field;
 - `create_time`: its timestamp.
@@ -30,7 +31,15 @@ from agentstore.client.types import Content, Event, EventActions
 if TYPE_CHECKING:
     from google.adk.events import Event as AdkEvent
 
-__all__ = ["SCOPED_PREFIXES", "adk_event_from_event", "event_from_adk_event", "session_key"]
+__all__ = [
+    "SCOPED_PREFIXES",
+    "adk_event_from_event",
+    "event_from_adk_event",
+    "merged_state",
+    "session_key",
+    "session_state",
+    "split_state",
+]
 
 # State keys ADK keeps elsewhere than in the session's own state.
 SCOPED_PREFIXES = ("app:", "user:", "temp:")
@@ -54,6 +63,27 @@ def session_state(state: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in state.items() if not key.startswith(SCOPED_PREFIXES)}
 
 
+def split_state(state: dict[str, Any]) -> EventActions:
+    """An ADK state (or delta) as agentstore's three: the session's keys, the `app:` keys and
+    the `user:` keys without their prefixes; `temp:` keys are dropped, as ADK never stores
+    them."""
+    app = {k.removeprefix("app:"): v for k, v in state.items() if k.startswith("app:")}
+    user = {k.removeprefix("user:"): v for k, v in state.items() if k.startswith("user:")}
+    return EventActions(
+        state_delta=session_state(state), app_state_delta=app, user_state_delta=user
+    )
+
+
+def merged_state(
+    session: dict[str, Any], app: dict[str, Any] | None, user: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The one state ADK shows: the session's keys, `app:` and `user:` keys added."""
+    merged = dict(session)
+    merged.update({f"app:{key}": value for key, value in (app or {}).items()})
+    merged.update({f"user:{key}": value for key, value in (user or {}).items()})
+    return merged
+
+
 def event_from_adk_event(adk_event: AdkEvent) -> Event:
     parts = adk_event.content.parts if adk_event.content and adk_event.content.parts else []
     texts = [part.text for part in parts if part.text and not part.thought]
@@ -69,7 +99,11 @@ def event_from_adk_event(adk_event: AdkEvent) -> Event:
     if adk_event.content is not None:
         role = adk_event.content.role or ("user" if adk_event.author == "user" else "model")
         content = Content(role=role, text="\n".join(texts))
-    delta = session_state(adk_event.actions.state_delta) if adk_event.actions else {}
+    actions = split_state(adk_event.actions.state_delta) if adk_event.actions else None
+    if actions is not None and not (
+        actions.state_delta or actions.app_state_delta or actions.user_state_delta
+    ):
+        actions = None
     return Event(
         type=kind,
         event_id=adk_event.id,
@@ -78,7 +112,7 @@ def event_from_adk_event(adk_event: AdkEvent) -> Event:
         branch=adk_event.branch or "",
         content=content,
         data={"adk": adk_event.model_dump(mode="json", by_alias=True, exclude_none=True)},
-        actions=EventActions(state_delta=delta) if delta else None,
+        actions=actions,
         create_time=datetime.fromtimestamp(adk_event.timestamp, UTC),
     )
 

@@ -23,7 +23,13 @@ from agentstore.client.connection import TLS
 from agentstore.client.errors import AgentstoreError
 from agentstore.client.importers import read_adk_database, read_openai_agents_sqlite
 from agentstore.client.plain import plain, time_text
-from agentstore.client.transfer import export_sessions, import_sessions, read_export
+from agentstore.client.transfer import (
+    ScopedStateRecord,
+    export_sessions,
+    import_sessions,
+    read_export,
+    restore_scoped_states,
+)
 from agentstore.client.types import Event, SearchHit, Session
 
 __all__ = ["main"]
@@ -284,8 +290,10 @@ async def _import(client: AsyncClient, arguments: argparse.Namespace) -> int:
         )
         summary = await import_sessions(client, sessions, progress=progress)
     elif arguments.source == "adk":
-        adk_sessions = read_adk_database(arguments.file, problems=problems)
+        scoped: list[ScopedStateRecord] = []
+        adk_sessions = read_adk_database(arguments.file, problems=problems, scoped_states=scoped)
         summary = await import_sessions(client, adk_sessions, progress=progress)
+        await restore_scoped_states(client, scoped, summary)
     elif arguments.file == "-":
         summary = await import_sessions(client, read_export(sys.stdin), progress=progress)
     else:

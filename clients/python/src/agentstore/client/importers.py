@@ -11,8 +11,7 @@ them in the same way: ids kept, seqs in the other store's order, times kept, ide
   service (`pip install 'agentstore-client[adk]'`): each session keeps its app and user, its
   id becomes `adk_events.session_key()` (ADK's id in `metadata.adk_session_id`), each event
   keeps its id and time and comes back field for field (agentstore.client.adk_events).
-  Sessions keep their own state; app and user state (`app:` and `user:` keys) are reported,
-  not imported: agentstore keeps no state outside sessions yet.
+  Sessions keep their own state, apps and users theirs (ADK's `app:` and `user:` keys).
 
 What cannot be brought over is named in `problems`, one line per session or item."""
 
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from agentstore.client.openai_agents_items import event_from_item
 from agentstore.client.plain import plain, time_text
-from agentstore.client.transfer import ExportedSession
+from agentstore.client.transfer import ExportedSession, ScopedStateRecord
 
 __all__ = ["read_adk_database", "read_openai_agents_sqlite"]
 
@@ -106,9 +105,12 @@ def read_openai_agents_sqlite(
             yield exported
 
 
-async def read_adk_database(db_url: str, *, problems: list[str]) -> AsyncIterator[ExportedSession]:
+async def read_adk_database(
+    db_url: str, *, problems: list[str], scoped_states: list[ScopedStateRecord]
+) -> AsyncIterator[ExportedSession]:
     """The sessions of ADK's DatabaseSessionService tables at `db_url`, each with its events
-    in ADK's order (timestamp, then id)."""
+    in ADK's order (timestamp, then id); the app and user states go into `scoped_states`, to be
+    set once the sessions are in (`restore_scoped_states`)."""
     try:
         from google.adk.sessions import DatabaseSessionService
         from sqlalchemy import text
@@ -131,16 +133,8 @@ async def read_adk_database(db_url: str, *, problems: list[str]) -> AsyncIterato
                 for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all():
                     # JSON text on SQLite, already decoded on PostgreSQL.
                     state = row.state if isinstance(row.state, dict) else json.loads(row.state)
-                    if state:
-                        where = " ".join(
-                            str(getattr(row, column))
-                            for column in ("app_name", "user_id")
-                            if hasattr(row, column)
-                        )
-                        problems.append(
-                            f"{table} of {where}: {len(state)} keys not imported"
-                            " (agentstore keeps no state outside sessions yet)"
-                        )
+                    user = row.user_id if table == "user_states" else ""
+                    scoped_states.append(ScopedStateRecord(row.app_name, user, state))
         for app_name, user_id, adk_id, create_time in sorted(keys, key=lambda k: str(k[3])):
             for label, value in (("app", app_name), ("user", user_id)):
                 if value and not _SAFE_ID.fullmatch(value):

@@ -29,9 +29,11 @@ __all__ = [
     "ExportedSession",
     "ImportProblem",
     "ImportSummary",
+    "ScopedStateRecord",
     "export_sessions",
     "import_sessions",
     "read_export",
+    "restore_scoped_states",
 ]
 
 FORMAT = "agentstore-export"
@@ -101,6 +103,15 @@ async def export_sessions(
 
 def _write(out: TextIO, value: dict[str, Any]) -> None:
     out.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+@dataclass
+class ScopedStateRecord:
+    """The state of an app (empty `user_id`) or of one of its users, to set as it is."""
+
+    app_name: str
+    user_id: str
+    state: dict[str, Any]
 
 
 @dataclass
@@ -278,6 +289,29 @@ def _batches(session: ExportedSession, after_seq: int) -> Iterator[list[Event]]:
         yield batch
 
 
+async def restore_scoped_states(
+    client: AsyncClient, records: Iterable[ScopedStateRecord], summary: ImportSummary
+) -> None:
+    """Make each app's and user's state the recorded one (after the sessions: their events'
+    deltas rebuilt most of it already)."""
+    for record in records:
+        current = (await client.get_state(record.app_name, record.user_id)).state
+        delta = _delta_between(current, record.state)
+        if delta:
+            try:
+                await client.update_state(record.app_name, record.user_id, state_delta=delta)
+            except AgentstoreError as exc:
+                where = f"{record.app_name} {record.user_id}".strip()
+                summary.problems.append(f"state of {where} not restored: {exc}")
+
+
+def _delta_between(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The delta that makes `current` into `wanted` (None removes a key)."""
+    delta: dict[str, Any] = {key: None for key in current if key not in wanted}
+    delta.update({key: value for key, value in wanted.items() if current.get(key) != value})
+    return delta
+
+
 async def _restore_state(
     client: AsyncClient, fields: dict[str, Any], summary: ImportSummary
 ) -> None:
@@ -285,8 +319,7 @@ async def _restore_state(
     state also changed by UpdateSession needs one more delta."""
     exported: dict[str, Any] = fields.get("state") or {}
     current = (await client.get_session(fields["id"])).state
-    delta: dict[str, Any] = {key: None for key in current if key not in exported}
-    delta.update({key: value for key, value in exported.items() if current.get(key) != value})
+    delta = _delta_between(current, exported)
     if delta:
         try:
             await client.update_session(fields["id"], state_delta=delta)
