@@ -149,7 +149,7 @@ class AgentStoreServer:
         auth = Authenticator(keys if settings.auth == "api-key" else None)
         servicer = SessionServicer(
             session_service,
-            EventService(events, settings.limits),
+            EventService(events, settings.limits, on_commit=doorbell.ring),
             AppendService(events, settings.limits, key_limiter, on_commit=doorbell.ring),
             SearchService(
                 SearchRepository(database, candidates=settings.search_candidates),

@@ -395,3 +395,43 @@ class UpdateStateRequest(_message.Message):
     state_delta: _struct_pb2.Struct
     expected_version: int
     def __init__(self, app_name: _Optional[str] = ..., user_id: _Optional[str] = ..., state_delta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class RemoveEventsRequest(_message.Message):
+    __slots__ = ("session_id", "newest", "seqs", "from_invocation_id", "all", "expected_last_seq")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    FROM_INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    newest: bool
+    seqs: SeqRange
+    from_invocation_id: str
+    all: bool
+    expected_last_seq: int
+    def __init__(self, session_id: _Optional[str] = ..., newest: _Optional[bool] = ..., seqs: _Optional[_Union[SeqRange, _Mapping]] = ..., from_invocation_id: _Optional[str] = ..., all: _Optional[bool] = ..., expected_last_seq: _Optional[int] = ...) -> None: ...
+
+class SeqRange(_message.Message):
+    __slots__ = ("first", "last")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    last: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...
+
+class RemoveEventsResponse(_message.Message):
+    __slots__ = ("removed_ranges", "removed_count", "removed", "notice_seq", "last_seq", "version")
+    REMOVED_RANGES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    removed_ranges: _containers.RepeatedCompositeFieldContainer[SeqRange]
+    removed_count: int
+    removed: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
+    notice_seq: int
+    last_seq: int
+    version: int
+    def __init__(self, removed_ranges: _Optional[_Iterable[_Union[SeqRange, _Mapping]]] = ..., removed_count: _Optional[int] = ..., removed: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., notice_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...

@@ -139,6 +139,11 @@ class SessionServiceStub:
                 request_serializer=agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.SerializeToString,
                 response_deserializer=agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
                 _registered_method=True)
+        self.RemoveEvents = channel.unary_unary(
+                '/agentstore.v1.SessionService/RemoveEvents',
+                request_serializer=agentstore_dot_v1_dot_session__service__pb2.RemoveEventsRequest.SerializeToString,
+                response_deserializer=agentstore_dot_v1_dot_session__service__pb2.RemoveEventsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -295,6 +300,19 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveEvents(self, request, context):
+        """Takes events back from a session's history: the newest one, a range of seqs, everything
+        from an invocation on, or all. Removed events vanish from ListEvents, replay, Search and
+        the session's counts, and their rows are deleted. Seqs are never reused: in the same
+        transaction the server appends one event of type `events_removed` whose `data` names the
+        removed seqs (`ranges`: [first, last] pairs; `count`), so that followers of the session
+        or of a feed learn of the removal in order, like any event, and resume across it.
+        Removal notices are never removed themselves, and clients cannot append that type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -377,6 +395,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.UpdateState,
                     request_deserializer=agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.FromString,
                     response_serializer=agentstore_dot_v1_dot_session__pb2.ScopedState.SerializeToString,
+            ),
+            'RemoveEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveEvents,
+                    request_deserializer=agentstore_dot_v1_dot_session__service__pb2.RemoveEventsRequest.FromString,
+                    response_serializer=agentstore_dot_v1_dot_session__service__pb2.RemoveEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -835,6 +858,33 @@ class SessionService:
             '/agentstore.v1.SessionService/UpdateState',
             agentstore_dot_v1_dot_session__service__pb2.UpdateStateRequest.SerializeToString,
             agentstore_dot_v1_dot_session__pb2.ScopedState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstore.v1.SessionService/RemoveEvents',
+            agentstore_dot_v1_dot_session__service__pb2.RemoveEventsRequest.SerializeToString,
+            agentstore_dot_v1_dot_session__service__pb2.RemoveEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

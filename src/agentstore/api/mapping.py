@@ -10,12 +10,12 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from agentstore.api.decoding import Undecodable, undecodable_request
 from agentstore.api.errors import rich_status
 from agentstore.domain.errors import InvalidArgument
-from agentstore.domain.events import Event, SessionStats
+from agentstore.domain.events import Event, RemovalOutcome, SessionStats
 from agentstore.domain.limits import MAX_JSON_DEPTH
 from agentstore.domain.search import SearchHit
 from agentstore.domain.sessions import ScopedState, Session, SessionStatus, StoreStats
 from agentstore.service.appends import AppendAck
-from agentstore.service.requests import AppendFields, EventFields
+from agentstore.service.requests import AppendFields, EventFields, RemovalFields
 from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "fill_search_hit",
     "fill_session",
     "optional_time",
+    "removal_fields",
+    "removal_to_proto",
     "session_stats_to_proto",
     "session_status_from_proto",
     "session_to_proto",
@@ -378,3 +380,36 @@ def session_stats_to_proto(stats: SessionStats) -> session_service_pb2.SessionSt
     if stats.last_event_time is not None:
         message.last_event_time.CopyFrom(datetime_to_timestamp(stats.last_event_time))
     return message
+
+
+def removal_fields(request: session_service_pb2.RemoveEventsRequest) -> RemovalFields:
+    """RemoveEvents' request as the service takes it; which of its oneof is set is the mode."""
+    which = request.WhichOneof("which")
+    modes = {"newest": "newest", "seqs": "seqs", "from_invocation_id": "invocation", "all": "all"}
+    if which is None:
+        raise InvalidArgument.of("which", "set one of newest, seqs, from_invocation_id and all")
+    return {
+        "session_id": request.session_id,
+        "mode": modes[which],
+        "first": request.seqs.first,
+        "last": request.seqs.last,
+        "invocation_id": request.from_invocation_id,
+        "expected_last_seq": (
+            request.expected_last_seq if request.HasField("expected_last_seq") else None
+        ),
+    }
+
+
+def removal_to_proto(outcome: RemovalOutcome) -> session_service_pb2.RemoveEventsResponse:
+    response = session_service_pb2.RemoveEventsResponse(
+        removed_ranges=[
+            session_service_pb2.SeqRange(first=first, last=last) for first, last in outcome.ranges
+        ],
+        removed_count=outcome.count,
+        notice_seq=outcome.notice_seq,
+        last_seq=outcome.last_seq,
+        version=outcome.version,
+    )
+    if outcome.removed is not None:
+        fill_event(response.removed.add(), outcome.removed)
+    return response

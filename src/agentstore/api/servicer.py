@@ -18,6 +18,8 @@ from agentstore.api.mapping import (
     fill_search_hit,
     fill_session,
     optional_time,
+    removal_fields,
+    removal_to_proto,
     request_id_of,
     scoped_state_to_proto,
     session_stats_to_proto,
@@ -336,3 +338,11 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         )
         response = session_service_pb2.SearchResponse()
         return encode_page(response, response.hits, page, fill_search_hit)
+
+    @handle_errors
+    async def RemoveEvents(
+        self, request: session_service_pb2.RemoveEventsRequest, context: Context
+    ) -> session_service_pb2.RemoveEventsResponse:
+        caller = await self._auth.caller_of(context)
+        outcome = await self._events.remove(caller, removal_fields(request))
+        return removal_to_proto(outcome)

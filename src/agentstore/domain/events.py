@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,8 @@ __all__ = [
     "Label",
     "NewContent",
     "NewEvent",
+    "Removal",
+    "RemovalOutcome",
     "SessionStats",
     "Text",
 ]
@@ -191,3 +193,30 @@ class SessionStats:
     text_chars: int
     first_event_time: datetime | None
     last_event_time: datetime | None
+
+
+class Removal(_Input):
+    """What RemoveEvents takes back: the newest event, seqs `first` to `last`, everything from
+    `invocation_id` on, or all (see session_service.proto)."""
+
+    session_id: Identifier
+    mode: Literal["newest", "seqs", "invocation", "all"]
+    first: int = Field(default=0, ge=0)
+    last: int = Field(default=0, ge=0)
+    invocation_id: Label = ""
+    expected_last_seq: int | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalOutcome:
+    """What RemoveEvents did: the removed seqs as (first, last) ranges and their count, the
+    removed event for a removal of the newest, the notice's seq (0 when nothing was removed),
+    and the session's last_seq and version after it."""
+
+    app_name: str
+    ranges: list[tuple[int, int]]
+    count: int
+    removed: Event | None
+    notice_seq: int
+    last_seq: int
+    version: int

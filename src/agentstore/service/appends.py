@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from agentstore.client.event_data import WELL_KNOWN_TYPES
+from agentstore.client.event_data import REMOVAL_NOTICE, WELL_KNOWN_TYPES
 from agentstore.domain.callers import Caller, Recheck
 from agentstore.domain.errors import (
     DomainError,
@@ -393,6 +393,14 @@ def _check_typed_data(message: AppendMessage) -> None:
     """Validate `data` of well-known event types against their models."""
     violations: list[FieldViolation] = []
     for position, event in enumerate(message.events):
+        if event.type == REMOVAL_NOTICE:
+            violations.append(
+                FieldViolation(
+                    f"events[{position}].type",
+                    f"{REMOVAL_NOTICE} is written by the server when events are removed",
+                )
+            )
+            continue
         model = WELL_KNOWN_TYPES.get(event.type)
         if model is None:
             continue

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from agentstore.client.event_data import REMOVAL_NOTICE
 from agentstore.domain.callers import Caller
 from agentstore.domain.errors import InvalidArgument
-from agentstore.domain.events import Event, EventFilter, SessionStats
+from agentstore.domain.events import Event, EventFilter, Removal, RemovalOutcome, SessionStats
+from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
 from agentstore.service.paging import (
     MAX_INT64,
@@ -14,7 +18,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
-from agentstore.service.requests import EventListFields
+from agentstore.service.requests import EventListFields, RemovalFields
 from agentstore.service.validation import validate, validate_identifier
 from agentstore.store.events import EventRepository
 
@@ -24,9 +28,32 @@ LIST_PAGE = PageSize(default=100, maximum=1000)
 
 
 class EventService:
-    def __init__(self, repository: EventRepository, limits: Limits) -> None:
+    def __init__(
+        self,
+        repository: EventRepository,
+        limits: Limits,
+        *,
+        on_commit: Callable[[list[tuple[str, str]]], None] = lambda changed: None,
+    ) -> None:
         self._repository = repository
         self._limits = limits
+        # Rings followers of the session, here and on other replicas, for the notice.
+        self._on_commit = on_commit
+
+    async def remove(self, caller: Caller, request: RemovalFields) -> RemovalOutcome:
+        """RemoveEvents: raises `InvalidArgument`, `NotFound`, `ExpectationFailed`."""
+        caller.check_writes()
+        removal = validate(Removal, request, self._limits)
+        if removal.mode == "seqs" and not 1 <= removal.first <= removal.last:
+            raise InvalidArgument.of("seqs", "first must be at least 1, and last at least first")
+        if removal.mode == "invocation" and not removal.invocation_id:
+            raise InvalidArgument.of("from_invocation_id", "must not be empty")
+        outcome = await self._repository.remove(
+            caller.scope, removal, notice_type=REMOVAL_NOTICE, notice_event_id=new_uuid7()
+        )
+        if outcome.notice_seq:
+            self._on_commit([(outcome.app_name, removal.session_id)])
+        return outcome
 
     async def list(
         self,

@@ -37,6 +37,15 @@ class CreateSessionFields(TypedDict):
     create_time: datetime | None
 
 
+class RemovalFields(TypedDict):
+    session_id: str
+    mode: str
+    first: int
+    last: int
+    invocation_id: str
+    expected_last_seq: int | None
+
+
 class UpdateStateFields(TypedDict):
     app_name: str
     user_id: str

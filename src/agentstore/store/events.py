@@ -26,6 +26,8 @@ from agentstore.domain.events import (
     FeedPosition,
     FeedScope,
     NewEvent,
+    Removal,
+    RemovalOutcome,
     SessionStats,
 )
 from agentstore.domain.limits import Limits
@@ -51,6 +53,8 @@ READ_AFTER = query("events", "read_after")
 READ_FEED = query("events", "read_feed")
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
+LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")
+REMOVE_EVENTS = query("events", "remove_events")
 # The deltas an event's actions may carry, as named in the proto and in events.actions.
 ACTION_DELTAS = ("state_delta", "app_state_delta", "user_state_delta")
 # The columns every event read selects first (queries/events.sql), and where a query's own
@@ -218,6 +222,47 @@ class EventRepository:
             ((int(row[EVENT_COLUMNS]), event.position), event)  # tx_id, position
             for row, event in zip(rows, events, strict=True)
         ]
+
+    async def remove(
+        self, scope: Scope, removal: Removal, *, notice_type: str, notice_event_id: str
+    ) -> RemovalOutcome:
+        """Take events back and append the notice (see remove_events in queries/events.sql).
+        Raises `NotFound` for a session that is not live, `ExpectationFailed` when
+        `expected_last_seq` does not hold."""
+        params = {
+            "apps": scope.app_names,
+            "session_id": removal.session_id,
+            "mode": removal.mode,
+            "first": removal.first,
+            "last": removal.last,
+            "invocation_id": removal.invocation_id,
+            "expected_last_seq": removal.expected_last_seq,
+            "notice_type": notice_type,
+            "notice_event_id": notice_event_id,
+        }
+        async with (
+            self._database.connection(session_id=removal.session_id) as connection,
+            connection.transaction(),
+        ):
+            await connection.execute(LOCK_SESSION_FOR_REMOVAL, params)
+            rows = await fetch_tuples(connection, REMOVE_EVENTS, params)
+        if not rows:
+            raise session_not_found(removal.session_id)
+        row = rows[0]
+        app_name, live, allowed, last_seq, version, notice_seq, count, ranges = row[EVENT_COLUMNS:]
+        if not live:
+            raise session_not_found(removal.session_id)
+        if not allowed:
+            raise _failure("last_seq_mismatch", removal.session_id, last_seq)
+        return RemovalOutcome(
+            app_name=app_name,
+            ranges=[(first, last) for first, last in ranges or []],
+            count=count,
+            removed=event_from_row(row) if row[0] is not None else None,
+            notice_seq=notice_seq or 0,
+            last_seq=last_seq,
+            version=version,
+        )
 
     async def check_transaction_ids(self) -> None:
         """Raises `StoreNotReady` when events carry transaction ids from another cluster (see

@@ -106,6 +106,8 @@ CREATE TABLE sessions (
     last_event_time  timestamptz,
     -- The first user message, for session lists: preview_of() its text; '' until there is one.
     preview          text        NOT NULL DEFAULT '',
+    -- How many events RemoveEvents took back: session_event_count() is last_seq less them.
+    removed_count    bigint      NOT NULL DEFAULT 0,
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_status_check CHECK (status IN ('active', 'completed', 'failed')),
     CONSTRAINT sessions_last_seq_check CHECK (last_seq >= 0)
@@ -172,10 +174,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT apps IS NULL OR app_name = ANY(apps)
 $$;
 
--- How many events a session holds: every event ever appended (none is ever removed).
-CREATE FUNCTION session_event_count(last_seq bigint) RETURNS bigint
+-- How many events a session holds: every seq it handed out, less the events taken back.
+CREATE FUNCTION session_event_count(last_seq bigint, removed_count bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT last_seq
+    SELECT last_seq - removed_count
 $$;
 
 -- The size of a session's state or metadata: the bytes of its JSON text as PostgreSQL writes
@@ -216,8 +218,9 @@ BEGIN
 END
 $$;
 
--- The sum of two {"key": count} objects, for the per-session counters. PL/pgSQL for the same
--- reason as merge_state: as a SQL function its body was planned again in every append.
+-- The sum of two {"key": count} objects, for the per-session counters; a key whose sum is
+-- zero (its events were all removed) is left out. PL/pgSQL for the same reason as
+-- merge_state: as a SQL function its body was planned again in every append.
 CREATE OR REPLACE FUNCTION add_counts(total jsonb, more jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
@@ -231,6 +234,7 @@ BEGIN
             FROM (SELECT * FROM jsonb_each_text(total)
                   UNION ALL SELECT * FROM jsonb_each_text(more)) AS counts
             GROUP BY key
+            HAVING sum(value::bigint) <> 0
         ) AS sums
     );
 END

@@ -286,7 +286,121 @@ ORDER BY events.tx_id DESC
 LIMIT 1;
 
 -- name: select_session_stats
-SELECT session_event_count(last_seq) AS event_count, events_by_type, events_by_author,
-       events_by_role, text_chars, first_event_time, last_event_time
+SELECT session_event_count(last_seq, removed_count) AS event_count, events_by_type,
+       events_by_author, events_by_role, text_chars, first_event_time, last_event_time
 FROM sessions
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
+
+-- name: lock_session_for_removal
+-- The first statement of a removal's transaction: with the session locked before
+-- remove_events starts, remove_events' snapshot sees every change committed before it, so
+-- two pops never pick the same newest event.
+SELECT 1 FROM sessions WHERE id = %(session_id)s AND in_scope(app_name, %(apps)s) FOR UPDATE;
+
+-- name: remove_events
+-- RemoveEvents, after lock_session_for_removal in the same transaction: deletes the chosen
+-- events (mode 'newest', 'seqs' (first to last), 'invocation' (from the first event of
+-- invocation_id on) or 'all'; removal notices are never chosen), appends one notice event
+-- (notice_type, data {ranges, count}) at the next seq, and takes the removed events out of
+-- the session's counters and preview. Nothing changes when nothing matches, the session is
+-- not live, or expected_last_seq does not hold. Returns one row: the removed event's columns
+-- first for mode 'newest' (nulls otherwise), then the outcome.
+WITH locked AS (
+    SELECT id, app_name, user_id, last_seq, version,
+           session_is_live(delete_time, expire_time) AS live
+    FROM sessions
+    WHERE id = %(session_id)s AND in_scope(app_name, %(apps)s)
+    FOR UPDATE
+), allowed AS (
+    SELECT * FROM locked
+    WHERE live AND (%(expected_last_seq)s::bigint IS NULL
+                    OR last_seq = %(expected_last_seq)s::bigint)
+), target AS (
+    (SELECT e.seq FROM events AS e, allowed
+     WHERE %(mode)s = 'newest' AND e.session_id = allowed.id AND e.type <> %(notice_type)s
+     ORDER BY e.seq DESC LIMIT 1)
+    UNION ALL
+    SELECT e.seq FROM events AS e, allowed
+    WHERE %(mode)s = 'seqs' AND e.session_id = allowed.id AND e.type <> %(notice_type)s
+      AND e.seq BETWEEN %(first)s AND %(last)s
+    UNION ALL
+    SELECT e.seq FROM events AS e, allowed
+    WHERE %(mode)s = 'invocation' AND e.session_id = allowed.id
+      AND e.type <> %(notice_type)s
+      AND e.seq >= (SELECT min(i.seq) FROM events AS i
+                    WHERE i.session_id = allowed.id AND i.invocation_id = %(invocation_id)s
+                      AND i.type <> %(notice_type)s)
+    UNION ALL
+    SELECT e.seq FROM events AS e, allowed
+    WHERE %(mode)s = 'all' AND e.session_id = allowed.id AND e.type <> %(notice_type)s
+), removed AS (
+    DELETE FROM events AS e USING target
+    WHERE e.session_id = %(session_id)s AND e.seq = target.seq
+    RETURNING e.session_id, e.seq, e.event_id, e.position, e.type, e.author, e.invocation_id,
+              e.agent_id, e.branch, e.content_role, e.content_text, e.data, e.actions,
+              e.metadata, e.create_time
+), ranges AS (
+    -- Runs of consecutive seqs: a seq less its rank is the same along a run.
+    SELECT min(seq) AS first, max(seq) AS last
+    FROM (SELECT seq, seq - row_number() OVER (ORDER BY seq) AS run FROM removed) AS runs
+    GROUP BY run
+), totals AS (
+    SELECT count(*) AS n, COALESCE(sum(length(content_text)), 0) AS chars,
+           (SELECT jsonb_agg(jsonb_build_array(first, last) ORDER BY first) FROM ranges)
+               AS ranges
+    FROM removed
+), by_type AS (
+    SELECT jsonb_object_agg(type, -n) AS counts
+    FROM (SELECT type, count(*) AS n FROM removed GROUP BY type) AS c
+), by_author AS (
+    SELECT jsonb_object_agg(author, -n) AS counts
+    FROM (SELECT author, count(*) AS n FROM removed GROUP BY author) AS c
+), by_role AS (
+    SELECT jsonb_object_agg(content_role, -n) AS counts
+    FROM (SELECT content_role, count(*) AS n FROM removed
+          WHERE content_role <> '' GROUP BY content_role) AS c
+), notice AS (
+    INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, data)
+    SELECT allowed.id, allowed.last_seq + 1, %(notice_event_id)s, allowed.app_name,
+           allowed.user_id, %(notice_type)s,
+           jsonb_build_object('ranges', totals.ranges, 'count', totals.n)
+    FROM allowed, totals
+    WHERE totals.n > 0
+    RETURNING seq
+), first_said AS (
+    -- The preview again, from the events that stay: the removed one may have been it.
+    SELECT preview_of(e.content_text) AS preview
+    FROM events AS e, allowed
+    WHERE e.session_id = allowed.id AND e.content_role = 'user'
+      AND preview_of(e.content_text) <> '' AND e.seq NOT IN (SELECT seq FROM target)
+    ORDER BY e.seq
+    LIMIT 1
+), updated AS (
+    UPDATE sessions AS s SET
+        last_seq = s.last_seq + 1,
+        version = s.version + 1,
+        removed_count = s.removed_count + totals.n,
+        text_chars = s.text_chars - totals.chars,
+        events_by_type = add_counts(s.events_by_type,
+                                    add_counts(jsonb_build_object(%(notice_type)s, 1),
+                                               by_type.counts)),
+        events_by_author = add_counts(s.events_by_author,
+                                      add_counts(jsonb_build_object('', 1), by_author.counts)),
+        events_by_role = add_counts(s.events_by_role, by_role.counts),
+        preview = COALESCE((SELECT preview FROM first_said), ''),
+        last_event_time = now(),
+        update_time = now()
+    FROM totals, by_type, by_author, by_role
+    WHERE s.id = %(session_id)s AND totals.n > 0
+    RETURNING s.last_seq, s.version
+)
+SELECT removed.*,
+       locked.app_name, locked.live, allowed.id IS NOT NULL AS allowed,
+       COALESCE((SELECT last_seq FROM updated), locked.last_seq) AS last_seq,
+       COALESCE((SELECT version FROM updated), locked.version) AS version,
+       (SELECT seq FROM notice) AS notice_seq,
+       totals.n AS removed_count, totals.ranges AS removed_ranges
+FROM locked
+LEFT JOIN allowed ON true
+CROSS JOIN totals
+LEFT JOIN removed ON %(mode)s = 'newest';

@@ -14,15 +14,15 @@ SELECT %(id)s, %(app_name)s, %(user_id)s, %(agent_id)s, %(status)s,
        within_limit(%(state)s, %(max_state_bytes)s, 'state'),
        now() + %(ttl)s::interval, COALESCE(%(create_time)s::timestamptz, now())
 WHERE in_scope(%(app_name)s, %(apps)s)
-RETURNING *, session_event_count(last_seq) AS event_count;
+RETURNING *, session_event_count(last_seq, removed_count) AS event_count;
 
 -- name: select_session
 -- A live session by id; its state only when with_state; its app's and user's states only
 -- when with_scopes (null otherwise: the subqueries are not run).
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
-       session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
-       delete_time, preview, last_event_time,
+       session_event_count(last_seq, removed_count) AS event_count, create_time, update_time,
+       expire_time, delete_time, preview, last_event_time,
        CASE WHEN %(with_scopes)s THEN COALESCE(
            (SELECT a.state FROM app_states AS a WHERE a.app_name = sessions.app_name),
            '{}'::jsonb) END AS app_state,
@@ -45,8 +45,8 @@ FROM sessions WHERE id = %(id)s AND in_scope(app_name, %(apps)s);
 -- empty and uses the app (or app and user) index, as for a statement written for them.
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
-       session_event_count(last_seq) AS event_count, create_time, update_time, expire_time,
-       delete_time, preview, last_event_time
+       session_event_count(last_seq, removed_count) AS event_count, create_time, update_time,
+       expire_time, delete_time, preview, last_event_time
 FROM sessions
 WHERE (%(app_name)s = '' OR app_name = %(app_name)s)
   AND in_scope(app_name, %(apps)s)
@@ -79,13 +79,13 @@ UPDATE sessions SET
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
   AND in_scope(app_name, %(apps)s)
   AND (%(expected_version)s::bigint IS NULL OR version = %(expected_version)s::bigint)
-RETURNING *, session_event_count(last_seq) AS event_count;
+RETURNING *, session_event_count(last_seq, removed_count) AS event_count;
 
 -- name: soft_delete_session
 UPDATE sessions SET delete_time = now(), update_time = now(), version = version + 1
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time)
   AND in_scope(app_name, %(apps)s)
-RETURNING *, session_event_count(last_seq) AS event_count;
+RETURNING *, session_event_count(last_seq, removed_count) AS event_count;
 
 -- name: purge_session
 -- The session, live or not, and (by cascade) its events.
@@ -100,7 +100,7 @@ UPDATE sessions SET
     version = version + 1
 WHERE id = %(id)s AND NOT session_is_live(delete_time, expire_time)
   AND in_scope(app_name, %(apps)s)
-RETURNING *, session_event_count(last_seq) AS event_count;
+RETURNING *, session_event_count(last_seq, removed_count) AS event_count;
 
 -- name: soft_delete_sessions
 -- The live sessions of an app, or of one of its users when user_id is not empty.
@@ -117,7 +117,7 @@ WHERE app_name = %(app_name)s AND (%(user_id)s = '' OR user_id = %(user_id)s)
 -- name: store_stats
 -- Counts over the sessions of one app, or of every app in scope when app_name is empty.
 WITH scoped AS (
-    SELECT status, last_seq, delete_time, expire_time,
+    SELECT status, last_seq, removed_count, delete_time, expire_time,
            session_is_live(delete_time, expire_time) AS live
     FROM sessions
     WHERE (%(app_name)s = '' OR app_name = %(app_name)s) AND in_scope(app_name, %(apps)s)
@@ -129,8 +129,8 @@ SELECT (SELECT count(*) FROM scoped) AS total_sessions,
        (SELECT count(*) FROM scoped WHERE delete_time IS NOT NULL) AS deleted_sessions,
        (SELECT count(*) FROM scoped WHERE delete_time IS NULL AND NOT live)
            AS expired_sessions,
-       (SELECT COALESCE(sum(session_event_count(last_seq)), 0)::bigint FROM scoped)
-           AS total_events,
+       (SELECT COALESCE(sum(session_event_count(last_seq, removed_count)), 0)::bigint
+        FROM scoped) AS total_events,
        (SELECT COALESCE(jsonb_object_agg(status, n), '{}'::jsonb) FROM by_status)
            AS active_sessions_by_status;
 

@@ -22,6 +22,7 @@ from agentstore.client.errors import error_from_rpc, is_transient
 from agentstore.client.types import (
     AppendResult,
     Event,
+    RemovalResult,
     ScopedState,
     SearchHit,
     Session,
@@ -250,6 +251,39 @@ class AsyncClient:
             requests.append(request)
         response = await self._call("AppendEvents", iter(requests), streaming_request=True)
         return dict(response.last_seq)
+
+    async def remove_events(
+        self,
+        session_id: str,
+        *,
+        newest: bool = False,
+        seqs: tuple[int, int] | None = None,
+        from_invocation_id: str | None = None,
+        all: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> RemovalResult:
+        """Take events back (exactly one of: the `newest`, the `seqs` (first, last), everything
+        `from_invocation_id` on, or `all`); they vanish from reads, search and counts, and an
+        `events_removed` event tells followers. `newest` returns the removed event: an atomic
+        pop. With `expected_last_seq`, only if the session is at that seq (`Conflict`)."""
+        request = pb.RemoveEventsRequest(session_id=session_id)
+        chosen = [newest, seqs is not None, from_invocation_id is not None, all]
+        if sum(chosen) != 1:
+            raise ValueError("give exactly one of newest, seqs, from_invocation_id and all")
+        if newest:
+            request.newest = True
+        elif seqs is not None:
+            request.seqs.first, request.seqs.last = seqs
+        elif from_invocation_id is not None:
+            request.from_invocation_id = from_invocation_id
+        else:
+            request.all = True
+        if expected_last_seq is not None:
+            request.expected_last_seq = expected_last_seq
+        # Not retried: a removal that committed before the connection broke would remove
+        # again (unless guarded, which the caller can do with expected_last_seq).
+        response = await self._call("RemoveEvents", request, safe=expected_last_seq is not None)
+        return RemovalResult.from_proto(response)
 
     async def list_events(
         self,

@@ -10,11 +10,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "REMOVAL_NOTICE",
     "WELL_KNOWN_TYPES",
     "AgentEndData",
     "AgentErrorData",
     "AgentStartData",
     "EventData",
+    "EventsRemovedData",
     "FinishData",
     "LLMEndData",
     "LLMStartData",
@@ -153,6 +155,22 @@ class FinishData(EventData):
     output: str | None = None
 
 
+# The type of the event the server appends when RemoveEvents takes events back; clients
+# cannot append it.
+REMOVAL_NOTICE = "events_removed"
+
+
+class EventsRemovedData(EventData):
+    """`events_removed`: events were taken back (RemoveEvents); written by the server."""
+
+    ranges: list[tuple[int, int]]
+    count: int
+
+    def seqs(self) -> list[int]:
+        """Every removed seq, in order."""
+        return [seq for first, last in self.ranges for seq in range(first, last + 1)]
+
+
 WELL_KNOWN_TYPES: dict[str, type[EventData]] = {
     "agent_start": AgentStartData,
     "agent_end": AgentEndData,
@@ -168,4 +186,5 @@ WELL_KNOWN_TYPES: dict[str, type[EventData]] = {
     "node_end": NodeEndData,
     "stage_change": StageChangeData,
     "finish": FinishData,
+    REMOVAL_NOTICE: EventsRemovedData,
 }

@@ -17,6 +17,7 @@ from agentstore.client.connection import TLS
 from agentstore.client.types import (
     AppendResult,
     Event,
+    RemovalResult,
     ScopedState,
     SearchHit,
     Session,
@@ -211,6 +212,27 @@ class Client:
         messages: Iterable[tuple[str, Iterable[Event | Mapping[str, Any]], int | None]],
     ) -> dict[str, int]:
         return self._run(self._client.append_events(messages))
+
+    def remove_events(
+        self,
+        session_id: str,
+        *,
+        newest: bool = False,
+        seqs: tuple[int, int] | None = None,
+        from_invocation_id: str | None = None,
+        all: bool = False,
+        expected_last_seq: int | None = None,
+    ) -> RemovalResult:
+        return self._run(
+            self._client.remove_events(
+                session_id,
+                newest=newest,
+                seqs=seqs,
+                from_invocation_id=from_invocation_id,
+                all=all,
+                expected_last_seq=expected_last_seq,
+            )
+        )
 
     def list_events(
         self,

@@ -23,6 +23,7 @@ __all__ = [
     "Content",
     "Event",
     "EventActions",
+    "RemovalResult",
     "ScopedState",
     "SearchHit",
     "Session",
@@ -297,6 +298,31 @@ class AppendResult:
     seqs: tuple[int, ...]
     last_seq: int
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalResult:
+    """What `remove_events` took back: the removed seqs as (first, last) ranges and their
+    count, the removed event (for `newest`), the seq of the `events_removed` notice (0 when
+    nothing was removed), and the session's last_seq and version after it."""
+
+    ranges: tuple[tuple[int, int], ...]
+    count: int
+    removed: Event | None
+    notice_seq: int
+    last_seq: int
+    version: int
+
+    @classmethod
+    def from_proto(cls, message: session_service_pb2.RemoveEventsResponse) -> RemovalResult:
+        return cls(
+            ranges=tuple((r.first, r.last) for r in message.removed_ranges),
+            count=message.removed_count,
+            removed=Event.from_proto(message.removed[0]) if message.removed else None,
+            notice_seq=message.notice_seq,
+            last_seq=message.last_seq,
+            version=message.version,
+        )
 
 
 @dataclass(frozen=True, slots=True)
