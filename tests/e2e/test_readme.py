@@ -13,10 +13,12 @@ from agentstore.app import AgentStoreServer
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-async def run_example(index: int, server: AgentStoreServer) -> str:
-    """The README's `index`-th Python block, pointed at the test server: its output."""
+async def run_example(marker: str, server: AgentStoreServer) -> str:
+    """The README's first whole program (a Python block ending in asyncio.run) that contains
+    `marker`, pointed at the test server: its output."""
     examples = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    code = examples[index].replace("127.0.0.1:50051", f"127.0.0.1:{server.port}")
+    (code,) = [c for c in examples if marker in c and "asyncio.run(main())" in c][:1]
+    code = code.replace("127.0.0.1:50051", f"127.0.0.1:{server.port}")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -27,7 +29,7 @@ async def run_example(index: int, server: AgentStoreServer) -> str:
 
 
 async def test_the_client_example_runs(server: AgentStoreServer) -> None:
-    messages, state, *hits = (await run_example(0, server)).splitlines()
+    messages, state, *hits = (await run_example("AsyncClient(", server)).splitlines()
     assert messages == (
         "[{'role': 'user', 'content': 'Where is my invoice?'},"
         " {'role': 'assistant', 'content': 'Checking.'}]"
@@ -38,6 +40,6 @@ async def test_the_client_example_runs(server: AgentStoreServer) -> None:
 
 
 async def test_the_stubs_example_runs(server: AgentStoreServer) -> None:
-    version, ids, _token = (await run_example(1, server)).split(" ", 2)
+    version, ids, _token = (await run_example("SessionServiceStub(channel)", server)).split(" ", 2)
     assert version == "2"
     assert ids.startswith("['")
