@@ -1,5 +1,7 @@
 """Google ADK's own DatabaseSessionService, measured for bench/peers.py. Runs in a venv of its
-own that has ADK (never a dependency of agentstore); prints one JSON object.
+own that has ADK (never a dependency of agentstore); prints one JSON object. With
+--agentstore-target it measures agentstore's ADK adapter the same way instead (run then in
+agentstore's venv).
 
     VENV/bin/python bench/peer_adk.py --database-url URL [--appends 1000] [--history 5000]
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 
 from google.adk.events import Event
-from google.adk.sessions import DatabaseSessionService
+from google.adk.sessions import BaseSessionService, DatabaseSessionService
 from google.genai import types
 
 # Run as a script from bench/ in a venv of its own: the helper beside it, not the package.
@@ -26,8 +28,16 @@ def event(number: int) -> Event:
     )
 
 
-async def measure(url: str, appends: int, history: int) -> dict[str, float]:
-    service = DatabaseSessionService(db_url=url)
+async def measure(
+    url: str, appends: int, history: int, agentstore_target: str | None
+) -> dict[str, float]:
+    service: BaseSessionService
+    if agentstore_target:
+        from agentstore.client.adk import AgentstoreSessionService
+
+        service = AgentstoreSessionService(agentstore_target)
+    else:
+        service = DatabaseSessionService(db_url=url)
     session = await service.create_session(app_name="bench", user_id="u")
     for number in range(20):  # warm up
         await service.append_event(session, event(number))
@@ -46,7 +56,7 @@ async def measure(url: str, appends: int, history: int) -> dict[str, float]:
         loads.append(time.perf_counter() - started)
         assert loaded is not None
         assert len(loaded.events) == history
-    await service.db_engine.dispose()
+    await service.close()  # type: ignore[attr-defined]
     return figures(appends, durations, loads[1:])
 
 

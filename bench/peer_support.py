@@ -33,14 +33,18 @@ def figures(appends: int, durations: list[float], loads: list[float]) -> dict[st
 
 
 def run_peer(
-    description: str, measure: Callable[[str, int, int], Awaitable[dict[str, float]]]
+    description: str,
+    measure: Callable[[str, int, int, str | None], Awaitable[dict[str, float]]],
 ) -> None:
-    """Parse the flags, run `measure(sqlalchemy_url, appends, history)` on a scratch database
-    of the server given, drop it, and print the figures as one JSON line."""
+    """Parse the flags, run `measure(sqlalchemy_url, appends, history, agentstore_target)` on a
+    scratch database of the server given, drop it, and print the figures as one JSON line.
+    With --agentstore-target the script measures agentstore's adapter for its framework
+    instead of the framework's own store (run then in agentstore's venv)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--appends", type=int, default=1000)
     parser.add_argument("--history", type=int, default=5000)
+    parser.add_argument("--agentstore-target")
     arguments = parser.parse_args()
     name = f"peer_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(arguments.database_url, autocommit=True) as admin:
@@ -48,7 +52,9 @@ def run_peer(
     parts = urlsplit(arguments.database_url)
     url = urlunsplit(parts._replace(scheme="postgresql+psycopg", path=f"/{name}"))
     try:
-        result = asyncio.run(measure(url, arguments.appends, arguments.history))
+        result = asyncio.run(
+            measure(url, arguments.appends, arguments.history, arguments.agentstore_target)
+        )
     finally:
         with psycopg.connect(arguments.database_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

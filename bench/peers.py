@@ -15,7 +15,9 @@ For each store: `--appends` awaited single-item appends to one session (what an 
 append, await, go on), their p50 and rate; and the median time to load a `--history`-item
 session whole (agentstore: StreamEvents replay; ADK: get_session; OpenAI Agents: get_items).
 Targets (issue 11): awaited appends at least 2x both peers; history at least as fast as OpenAI
-Agents and 10x ADK.
+Agents and 10x ADK. Then each framework's agentstore adapter (issue 14), measured by the same
+peer script in this venv against a server on its own scratch database: ADK's append_event and
+get_session, OpenAI Agents' add_items and get_items, with the same targets.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ VENVS = Path.home() / ".cache" / "agentstore-bench"
 PEERS = {
     "Google ADK DatabaseSessionService": ("adk", "bench/peer_adk.py"),
     "OpenAI Agents SQLAlchemySession": ("openai-agents", "bench/peer_openai_agents.py"),
+}
+# agentstore's adapter for each peer's framework, measured by the peer's own script.
+ADAPTERS = {
+    "Google ADK DatabaseSessionService": "agentstore via its ADK session service",
+    "OpenAI Agents SQLAlchemySession": "agentstore via its OpenAI Agents session",
 }
 LOADS = 20
 
@@ -87,13 +94,24 @@ async def agentstore(database_url: str, appends: int, history: int) -> dict[str,
     return figures(appends, durations, loads[2:])
 
 
-async def peer(venv: str, script: str, database_url: str, appends: int, history: int) -> dict:  # type: ignore[type-arg]
-    python = VENVS / venv / "bin" / "python"
+async def peer(
+    venv: str,
+    script: str,
+    database_url: str,
+    appends: int,
+    history: int,
+    agentstore_target: str | None = None,
+) -> dict:  # type: ignore[type-arg]
+    """A peer script's figures: the framework's own store in the peer's venv, or, with
+    `agentstore_target`, agentstore's adapter for that framework measured by the same script
+    in this venv."""
+    python = Path(sys.executable) if agentstore_target else VENVS / venv / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"{python} is missing: make the peers' venvs first (see --help)")
+    target = ["--agentstore-target", agentstore_target] if agentstore_target else []
     process = await asyncio.create_subprocess_exec(
         str(python), str(ROOT / script), "--database-url", database_url,
-        "--appends", str(appends), "--history", str(history),
+        "--appends", str(appends), "--history", str(history), *target,
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     stdout, _ = await process.communicate()
@@ -118,6 +136,14 @@ async def main() -> None:
         )
     for name, (venv, script) in PEERS.items():
         results[name] = await peer(venv, script, arguments.database_url, appends, history)
+    async with (
+        scratch_database(arguments.database_url) as database_url,
+        running_server(database_url) as server,
+    ):
+        for name, (venv, script) in PEERS.items():
+            results[ADAPTERS[name]] = await peer(
+                venv, script, arguments.database_url, appends, history, server.address
+            )
     ours = results["agentstore (AppendStream, StreamEvents)"]
     print(f"{appends:,} awaited single-item appends; loading a {history:,}-item session\n")
     print(f"{'store':44} {'appends/s':>10} {'p50 ms':>7} {'load ms':>8}")
@@ -132,6 +158,12 @@ async def main() -> None:
         append_ratio = ours["appends_per_second"] / measured["appends_per_second"]
         load_ratio = measured["load_ms"] / ours["load_ms"]
         print(f"{name:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x")
+    print("\neach framework's adapter on agentstore against the framework's own store")
+    for name, adapter in ADAPTERS.items():
+        on_agentstore, own_store = results[adapter], results[name]
+        append_ratio = on_agentstore["appends_per_second"] / own_store["appends_per_second"]
+        load_ratio = own_store["load_ms"] / on_agentstore["load_ms"]
+        print(f"{adapter:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x")
 
 
 if __name__ == "__main__":

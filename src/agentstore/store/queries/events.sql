@@ -35,12 +35,17 @@ WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
         AS m(message int, session_id text, expected_last_seq bigint, event_total int)
 ), locked AS (
-    SELECT id, app_name, user_id, last_seq, version, state, preview,
-           session_is_live(delete_time, expire_time) AS live
-    FROM sessions
-    WHERE id IN (SELECT session_id FROM msg) AND in_scope(app_name, %(apps)s)
-    ORDER BY id
-    FOR UPDATE
+    -- Each session by its key, locked in id order (as for the events below, a plain join's
+    -- kept plan scanned the whole table while it was small).
+    SELECT row.*
+    FROM (SELECT DISTINCT session_id FROM msg ORDER BY session_id) AS wanted,
+         LATERAL (
+             SELECT id, app_name, user_id, last_seq, version, state, preview,
+                    session_is_live(delete_time, expire_time) AS live
+             FROM sessions
+             WHERE id = wanted.session_id AND in_scope(app_name, %(apps)s)
+             FOR UPDATE
+         ) AS row
 ), ev AS (
     SELECT * FROM jsonb_to_recordset(%(events)s::jsonb)
         AS e(message int, number int, event_id text, type text, author text,
@@ -52,8 +57,15 @@ WITH msg AS (
            row_number() OVER (PARTITION BY msg.session_id, ev.event_id ORDER BY ev.number) = 1
            AND stored.seq IS NULL AS fresh
     FROM ev JOIN msg USING (message)
-    LEFT JOIN events AS stored
-        ON stored.session_id = msg.session_id AND stored.event_id = ev.event_id
+    -- One unique-index lookup per event. As a plain join, the plan kept by a prepared
+    -- statement (the JSON inputs are estimated at 100 rows) scanned the whole events table on
+    -- every append until the table held tens of thousands of rows.
+    -- (LIMIT keeps the planner from flattening it back into that join; the key is unique.)
+    LEFT JOIN LATERAL (
+        SELECT stored.seq FROM events AS stored
+        WHERE stored.session_id = msg.session_id AND stored.event_id = ev.event_id
+        LIMIT 1
+    ) AS stored ON true
 ), counted AS (
     SELECT msg.message, msg.session_id, msg.expected_last_seq, msg.event_total,
            locked.app_name, locked.live, locked.last_seq, locked.version,
@@ -208,7 +220,9 @@ WITH msg AS (
     LEFT JOIN by_role USING (session_id)
     LEFT JOIN new_state ON new_state.id = counts.session_id
     LEFT JOIN first_said USING (session_id)
-    WHERE s.id = counts.session_id
+    -- The keys as an array too: the planner then finds the rows by the primary key instead
+    -- of joining against a scan of the whole table.
+    WHERE s.id = counts.session_id AND s.id = ANY (ARRAY(SELECT session_id FROM counts))
 )
 SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS appended,
        judged.event_total - judged.fresh_count AS duplicates,
