@@ -25,7 +25,6 @@ from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
 from agentstore.client.openai_agents import AgentstoreSession
 
-
 # The SDK would otherwise try to send its traces to OpenAI.
 set_tracing_disabled(True)
 
