@@ -4,8 +4,11 @@ adk-python's own session tests, written anew here): a real server, ADK's real ty
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from google.adk.cli.service_registry import get_service_registry
@@ -24,6 +27,9 @@ try:
     from google.adk.errors._stale_session_error import StaleSessionError
 except ImportError:  # pragma: no cover
     StaleSessionError = ValueError  # type: ignore[assignment,misc]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -276,3 +282,36 @@ async def test_the_agentstore_uri_scheme_is_registered(
         assert await made.get_session(app_name=app_name, user_id="u", session_id=session.id)
     finally:
         await made.close()
+
+
+async def test_the_readmes_services_yaml_serves_adk_web(
+    server: AgentStoreServer, app_name: str, tmp_path: Path
+) -> None:
+    """What `adk web --session_service_uri agentstore://...` does with the README's
+    services.yaml, in a fresh process: load the agents folder's services, then make the
+    session service from the URI, and use it."""
+    readme = README.read_text()
+    (services,) = re.findall(r"```yaml\n(services:\n.*?)```", readme, re.DOTALL)
+    (tmp_path / "services.yaml").write_text(services)
+    script = f"""
+import asyncio
+from google.adk.cli.service_registry import get_service_registry, load_services_module
+load_services_module({str(tmp_path)!r})
+service = get_service_registry().create_session_service("agentstore://127.0.0.1:{server.port}")
+async def main():
+    session = await service.create_session(app_name={app_name!r}, user_id="u")
+    print(type(service).__name__, session.id)
+    await service.close()
+asyncio.run(main())
+"""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    name, session_id = out.decode().split()
+    assert name == "AgentstoreSessionService"
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        stored = await client.get_session(session_key(app_name, "u", session_id))
+    assert stored.metadata == {"adk_session_id": session_id}
