@@ -83,8 +83,9 @@ class Appender:
             if self._call is None:
                 await self._open()
             else:
-                # On a broken stream the reader reopens it and resends what is pending.
-                with contextlib.suppress(grpc.RpcError):
+                # On a broken (or already finished) stream the reader reopens it and resends
+                # what is pending.
+                with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
                     await self._write(request)
         return pending.result
 
@@ -93,7 +94,7 @@ class Appender:
         async with self._lock:
             call, reader = self._call, self._reader
             if call is not None:
-                with contextlib.suppress(grpc.RpcError):
+                with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
                     await call.done_writing()
         if reader is not None:
             await asyncio.gather(reader, return_exceptions=True)
@@ -114,7 +115,7 @@ class Appender:
         for pending in list(self._pending):
             try:
                 await call.write(pending.request)
-            except grpc.RpcError:
+            except (grpc.RpcError, asyncio.InvalidStateError):
                 break  # the reader reopens
 
     async def _read(self, call: grpc.aio.StreamStreamCall[Any, Any], failures: int) -> None:
