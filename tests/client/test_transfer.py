@@ -62,6 +62,12 @@ async def seed(client: AsyncClient, app_name: str) -> None:
         ],
     )
     await client.update_session(first.id, state_delta={"gone": None, "by_update": "yes"})
+    await client.append(
+        first.id,
+        {"type": "note", "actions": {"app_state_delta": {"motd": "hi"},
+                                     "user_state_delta": {"tier": "gold", "tmp": 1}}},
+    )  # fmt: skip
+    await client.update_state(app_name, "ann", state_delta={"tmp": None, "set": "directly"})
     await client.append(first.id, [{"type": "note", "metadata": {"trace": "t1"}}] * 3)
     second = await client.create_session(app_name, user_id="bob", status="completed")
     for start in (0, 600):
@@ -88,19 +94,24 @@ async def test_export_then_import_gives_back_every_session_and_event(
         "--target", f"127.0.0.1:{server.port}", "export", "--app", app_name, "-o", str(exported)
     )
     assert code == 0, err
-    assert b"exported 2 sessions, 1207 events" in err
+    assert b"exported 2 sessions, 1208 events" in err
     header = json.loads(exported.read_text().splitlines()[0])
     assert (header["format"], header["version"]) == ("agentstore-export", 1)
 
     async with fresh_store(create_database) as (target, fresh):
         code, _, err = await run_agentstore("--target", target, "import", str(exported))
         assert code == 0, err
-        assert b"sessions: 2 created, 0 existing; events: 1207 appended, 0 already there" in err
+        assert b"sessions: 2 created, 0 existing; events: 1208 appended, 0 already there" in err
         assert await history(fresh, app_name) == original
+        for user in ("", "ann", "bob"):
+            assert (await fresh.get_state(app_name, user)).state == (
+                await client.get_state(app_name, user)
+            ).state
+        assert (await fresh.get_state(app_name, "ann")).state == {"tier": "gold", "set": "directly"}
 
         code, _, err = await run_agentstore("--target", target, "import", str(exported))
         assert code == 0, err
-        assert b"sessions: 0 created, 2 existing; events: 0 appended, 1207 already there" in err
+        assert b"sessions: 0 created, 2 existing; events: 0 appended, 1208 already there" in err
         assert await history(fresh, app_name) == original
 
 
@@ -117,8 +128,8 @@ async def test_an_import_cut_short_resumes_where_it_stopped(
         await export_sessions(client, out, app_name=app_name)
     lines = exported.read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl"
-    # Sessions are exported newest first: the cut keeps bob's session line and 508 of its
-    # 1,200 events, and leaves out the rest and ann's session with its 7 events.
+    # Sessions are exported newest first, after the states: the cut keeps bob's session line
+    # and some of its 1,200 events, and leaves out the rest and ann's session with its 8.
     cut.write_text("".join(lines[: len(lines) - 700]))
 
     async with fresh_store(create_database) as (target, fresh):
@@ -126,7 +137,7 @@ async def test_an_import_cut_short_resumes_where_it_stopped(
         assert code == 0, err
         code, _, err = await run_agentstore("--target", target, "import", str(exported))
         assert code == 0, err
-        assert b"sessions: 1 created, 1 existing; events: 699 appended, 508 already there" in err
+        assert b"sessions: 1 created, 1 existing; events: 699 appended, 509 already there" in err
         assert await history(fresh, app_name) == original
 
 

@@ -294,11 +294,16 @@ async def _import(client: AsyncClient, arguments: argparse.Namespace) -> int:
         adk_sessions = read_adk_database(arguments.file, problems=problems, scoped_states=scoped)
         summary = await import_sessions(client, adk_sessions, progress=progress)
         await restore_scoped_states(client, scoped, summary)
-    elif arguments.file == "-":
-        summary = await import_sessions(client, read_export(sys.stdin), progress=progress)
     else:
-        with open(arguments.file, encoding="utf-8") as lines:  # noqa: ASYNC230 (as in _export)
-            summary = await import_sessions(client, read_export(lines), progress=progress)
+        states: list[ScopedStateRecord] = []
+        if arguments.file == "-":
+            exported = read_export(sys.stdin, states)
+            summary = await import_sessions(client, exported, progress=progress)
+        else:
+            with open(arguments.file, encoding="utf-8") as lines:  # noqa: ASYNC230 (see _export)
+                exported = read_export(lines, states)
+                summary = await import_sessions(client, exported, progress=progress)
+        await restore_scoped_states(client, states, summary)
     summary.problems[:0] = problems
     progress.done(
         f"sessions: {summary.sessions_created} created, {summary.sessions_existing} existing;"

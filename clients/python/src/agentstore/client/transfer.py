@@ -79,8 +79,8 @@ async def export_sessions(
     session_id: str = "",
     progress: Progress | None = None,
 ) -> ExportSummary:
-    """Write the header, then each session (one, or every live one of an app or user) and
-    its events."""
+    """Write the header, the states of the apps and users of the sessions exported, then each
+    session (one, or every live one of an app or user) and its events."""
     summary = ExportSummary()
     header = {"format": FORMAT, "version": VERSION, "exported_at": time_text(datetime.now(UTC))}
     _write(out, header)
@@ -88,6 +88,13 @@ async def export_sessions(
         sessions = [await client.get_session(session_id)]
     else:
         sessions = [s async for s in client.list_sessions(app_name, user_id=user_id, view="full")]
+    for scope in sorted(
+        {(s.app_name, "") for s in sessions} | {(s.app_name, s.user_id) for s in sessions}
+    ):
+        state = await client.get_state(*scope)
+        if state.version:  # ever set
+            kind = "user_state" if scope[1] else "app_state"
+            _write(out, {kind: {"app_name": scope[0], "user_id": scope[1], "state": state.state}})
     for session in sessions:
         _write(out, {"session": plain(session)})
         summary.sessions += 1
@@ -124,9 +131,12 @@ class ExportedSession:
     sizes: list[int] = field(default_factory=list)
 
 
-def read_export(lines: Iterable[str]) -> Iterator[ExportedSession]:
-    """The sessions of an export file, one at a time. Raises `ValueError` for a file that is
-    not an export of a known version."""
+def read_export(
+    lines: Iterable[str], scoped_states: list[ScopedStateRecord] | None = None
+) -> Iterator[ExportedSession]:
+    """The sessions of an export file, one at a time; its app and user states go into
+    `scoped_states` (for `restore_scoped_states` after the sessions). Raises `ValueError` for
+    a file that is not an export of a known version."""
     rows = ((json.loads(line), len(line)) for line in lines if line.strip())
     header, _ = next(rows, (None, 0))
     if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -144,8 +154,16 @@ def read_export(lines: Iterable[str]) -> Iterator[ExportedSession]:
                 raise ValueError(f"line {number}: an event before any session")
             session.events.append(row["event"])
             session.sizes.append(size)
+        elif "app_state" in row or "user_state" in row:
+            fields = row.get("app_state") or row["user_state"]
+            if scoped_states is not None:
+                scoped_states.append(
+                    ScopedStateRecord(
+                        fields["app_name"], fields.get("user_id", ""), fields["state"]
+                    )
+                )
         else:
-            raise ValueError(f"line {number}: neither a session nor an event")
+            raise ValueError(f"line {number}: not a session, an event or a state")
     if session is not None:
         yield session
 
