@@ -59,6 +59,9 @@ async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
     await connection.commit()
 
 
+POOL_NAME = "agentstore-pool"
+
+
 class Database:
     """Owns an `AsyncConnectionPool`. Repositories borrow connections through `connection()`;
     connection failures surface as `StoreUnavailable`."""
@@ -73,7 +76,9 @@ class Database:
             configure=_configure,
             # Autocommit: a single statement is its own transaction, one round trip instead
             # of three. Work that needs several statements to be atomic uses transaction().
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            # Named, so that pg_stat_activity tells the pool from the listener
+            # (notifications.APPLICATION_NAME) and from other clients.
+            kwargs={"row_factory": dict_row, "autocommit": True, "application_name": POOL_NAME},
             # No check on every checkout: it costs a round trip per use (it halved the rate
             # of single-event appends). A connection that died is reported as UNAVAILABLE
             # once, and the pool replaces it.
