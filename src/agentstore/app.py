@@ -106,6 +106,9 @@ class AgentStoreServer:
         self._server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
         self._tasks = BackgroundTasks()
+        # The health check's ping in flight, and whether the last one was answered.
+        self._ping: asyncio.Task[None] | None = None
+        self._ping_answered = False
         self._hub: Hub | None = None
 
     async def start(self) -> None:
@@ -277,7 +280,21 @@ class AgentStoreServer:
 
     async def _check_database(self) -> None:
         assert self._database is not None  # the check runs only while serving
-        await self._set_health(SERVING if await self._database.ping() else NOT_SERVING)
+        # A ping gets as long as the interval between pings, and at least a second: a frozen
+        # database, or a pool with no connection to give, is as down as a refused one. The
+        # ping runs apart and is not cancelled (psycopg would wait for the frozen server to
+        # take the cancel): a ping still running is waited on by the next check instead.
+        if self._ping is None or self._ping.done():
+            self._ping = self._tasks.spawn(self._answer_ping(), name="health ping")
+        done, _ = await asyncio.wait(
+            {self._ping}, timeout=max(1.0, self.settings.health_check_interval.total_seconds())
+        )
+        answered = bool(done) and self._ping_answered
+        await self._set_health(SERVING if answered else NOT_SERVING)
+
+    async def _answer_ping(self) -> None:
+        assert self._database is not None
+        self._ping_answered = await self._database.ping()
 
     async def _reap(self, sessions: SessionService) -> None:
         purged = await sessions.reap(

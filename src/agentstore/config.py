@@ -92,8 +92,9 @@ class Settings(BaseModel):
         default=timedelta(seconds=30), description="how long start-up waits for the database"
     )
     health_check_interval: Duration = Field(
-        default=timedelta(seconds=5),
-        description="how often health pings the database (NOT_SERVING while it fails)",
+        default=timedelta(seconds=1),
+        description="how often health pings the database (NOT_SERVING while it fails or does"
+        " not answer within the interval, at least a second)",
     )
     shutdown_grace: Duration = Field(
         default=timedelta(seconds=10),

@@ -1,0 +1,79 @@
+"""Faults on a throwaway PostgreSQL cluster of the test's own (never the shared one)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agentstore.app import AgentStoreServer
+from agentstore.store.embedded import EmbeddedPostgres
+from tests.conftest import server_settings
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def cluster_processes(pgdata: Path) -> Iterator[int]:
+    """The postmaster of the cluster and every process it started."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    yield postmaster
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The parent pid is the fourth field, after the parenthesised command name.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                yield int(entry.name)
+
+
+@pytest.fixture
+async def throwaway(scratch_dir: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    cluster = EmbeddedPostgres(scratch_dir)
+    url = await cluster.start()
+    try:
+        yield cluster, url
+    finally:
+        for pid in cluster_processes(cluster.pgdata):
+            os.kill(pid, signal.SIGCONT)
+        await cluster.stop()
+
+
+async def next_status(watch: object, wanted: int) -> None:
+    async for response in watch:  # type: ignore[attr-defined]
+        if response.status == wanted:
+            return
+
+
+async def test_health_follows_a_frozen_database_within_seconds(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    cluster, url = throwaway
+    server = AgentStoreServer(server_settings(url, health_check_interval="1s"))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            await asyncio.wait_for(next_status(watch, SERVING), 10)
+            frozen = list(cluster_processes(cluster.pgdata))
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(next_status(watch, NOT_SERVING), 10)
+            assert asyncio.get_running_loop().time() - started < 5
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(next_status(watch, SERVING), 10)
+            assert asyncio.get_running_loop().time() - started < 3
+            watch.cancel()
+    finally:
+        await server.stop()
