@@ -127,7 +127,10 @@ class AgentStoreServer:
         conninfo = await self._database_url()
         await apply_migrations(conninfo)
         self._database = database = Database(
-            conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            conninfo,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            call_timeout=settings.database_call_timeout.total_seconds(),
         )
         await database.open(settings.database_timeout.total_seconds())
         sessions = SessionRepository(database, settings.limits)

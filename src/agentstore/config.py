@@ -91,6 +91,11 @@ class Settings(BaseModel):
     database_timeout: Duration = Field(
         default=timedelta(seconds=30), description="how long start-up waits for the database"
     )
+    database_call_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="the longest a call may wait for the database (a connection and its"
+        " statements) before it fails UNAVAILABLE; also each statement's statement_timeout",
+    )
     health_check_interval: Duration = Field(
         default=timedelta(seconds=1),
         description="how often health pings the database (NOT_SERVING while it fails or does"
@@ -227,6 +232,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "database_timeout",
+        "database_call_timeout",
         "health_check_interval",
         "reaper_interval",
         "expired_grace",

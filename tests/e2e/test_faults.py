@@ -13,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentstore.app import AgentStoreServer
+from agentstore.client import AsyncClient, Unavailable
 from agentstore.store.embedded import EmbeddedPostgres
 from tests.conftest import server_settings
 
@@ -75,5 +76,37 @@ async def test_health_follows_a_frozen_database_within_seconds(
             await asyncio.wait_for(next_status(watch, SERVING), 10)
             assert asyncio.get_running_loop().time() - started < 3
             watch.cancel()
+    finally:
+        await server.stop()
+
+
+async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_safely(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    cluster, url = throwaway
+    server = AgentStoreServer(server_settings(url, database_call_timeout="2s"))
+    await server.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None, retries=0) as client:
+            session = await client.create_session("faults")
+            await client.append(session.id, {"type": "note", "event_id": "before"})
+            frozen = list(cluster_processes(cluster.pgdata))
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(Unavailable):
+                await client.get_session(session.id)  # no deadline of its own
+            with pytest.raises(Unavailable):
+                await client.append_events(
+                    [(session.id, [{"type": "note", "event_id": "x"}], None)]
+                )
+            assert loop.time() - started < 20
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            # Resending what was not acknowledged is safe: it is stored once.
+            await client.append_events([(session.id, [{"type": "note", "event_id": "x"}], None)])
+            ids = [event.event_id async for event in client.list_events(session.id)]
+            assert ids == ["before", "x"]
     finally:
         await server.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 CONFIGURE = query("connection", "configure")
 PING = query("connection", "ping")
+LIMIT_STATEMENTS = query("connection", "limit_statements")
+LIMIT_STATEMENTS = query("connection", "limit_statements")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -48,7 +52,9 @@ class _JsonDocumentBinaryDumper(_JsonDocumentDumper):
         return b"\x01" + obj.encoded.encode()
 
 
-async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
+async def _configure(
+    connection: psycopg.AsyncConnection[object], *, statement_timeout_ms: int
+) -> None:
     connection.adapters.register_dumper(JsonDocument, _JsonDocumentDumper)
     connection.adapters.register_dumper(JsonDocument, _JsonDocumentBinaryDumper)
     # Every event read parses up to three jsonb values; orjson does it in a fraction of the
@@ -56,6 +62,7 @@ async def _configure(connection: psycopg.AsyncConnection[object]) -> None:
     # Numbers past 64 bits come back as floats, which is what a protobuf Struct holds anyway.
     set_json_loads(orjson.loads, connection)
     await connection.execute(CONFIGURE)
+    await connection.execute(LIMIT_STATEMENTS, {"milliseconds": str(statement_timeout_ms)})
     await connection.commit()
 
 
@@ -66,14 +73,21 @@ class Database:
     """Owns an `AsyncConnectionPool`. Repositories borrow connections through `connection()`;
     connection failures surface as `StoreUnavailable`."""
 
-    def __init__(self, conninfo: str, *, min_size: int, max_size: int) -> None:
+    def __init__(
+        self, conninfo: str, *, min_size: int, max_size: int, call_timeout: float = 30.0
+    ) -> None:
         self.conninfo = conninfo
+        # The longest a use of the database may take, waiting for a connection included: the
+        # server stops a statement past it (statement_timeout) and a block of work is given up
+        # past it here too, for a database too frozen to stop anything.
+        self._call_timeout = call_timeout
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            configure=_configure,
+            configure=functools.partial(_configure, statement_timeout_ms=int(call_timeout * 1000)),
+            timeout=call_timeout,
             # Autocommit: a single statement is its own transaction, one round trip instead
             # of three. Work that needs several statements to be atomic uses transaction().
             # Named, so that pg_stat_activity tells the pool from the listener
@@ -108,8 +122,13 @@ class Database:
         """A pooled connection in autocommit mode: each statement commits on its own. Database
         errors in the block come out translated (store.errors), about `session_id` if given."""
         try:
-            async with self._pool.connection() as connection:
+            async with asyncio.timeout(self._call_timeout), self._pool.connection() as connection:
                 yield connection
+        except TimeoutError:
+            log.warning("database call timed out", extra={"seconds": self._call_timeout})
+            raise StoreUnavailable(
+                f"the database did not answer within {self._call_timeout:g} s"
+            ) from None
         except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
             translated = translate(exc, session_id=session_id)
             if translated is exc:
