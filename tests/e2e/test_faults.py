@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -16,6 +17,7 @@ from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient, Unavailable
 from agentstore.store.embedded import EmbeddedPostgres
 from tests.conftest import server_settings
+from tests.support import with_database
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -108,5 +110,34 @@ async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_saf
             await client.append_events([(session.id, [{"type": "note", "event_id": "x"}], None)])
             ids = [event.event_id async for event in client.list_events(session.id)]
             assert ids == ["before", "x"]
+    finally:
+        await server.stop()
+
+
+async def test_appends_work_again_within_seconds_of_the_database_returning(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    _, url = throwaway
+    admin = with_database(url, "postgres")
+    server = AgentStoreServer(server_settings(url, database_call_timeout="2s"))
+    await server.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None, retries=0) as client:
+            session = await client.create_session("faults")
+            async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as db:
+                # The outage: no new connection is accepted and every existing one is cut.
+                await db.execute("ALTER DATABASE agentstore ALLOW_CONNECTIONS false")
+                await db.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = 'agentstore'"
+                )
+                # Long enough for the pool's reconnection delay to have grown (the stimulus
+                # of this test, not a wait for something to happen).
+                await asyncio.sleep(20)
+                await db.execute("ALTER DATABASE agentstore ALLOW_CONNECTIONS true")
+            back = asyncio.get_running_loop().time()
+            result = await client.append(session.id, {"type": "note", "event_id": "after"})
+            assert asyncio.get_running_loop().time() - back < 3
+            assert result.seqs == (1,)
     finally:
         await server.stop()

@@ -67,6 +67,7 @@ async def _configure(
 
 
 POOL_NAME = "agentstore-pool"
+RECONNECT_SECONDS = 3.0
 
 
 class Database:
@@ -88,6 +89,11 @@ class Database:
             open=False,
             configure=functools.partial(_configure, statement_timeout_ms=int(call_timeout * 1000)),
             timeout=call_timeout,
+            # After an outage psycopg_pool retries with a growing delay (doubling up to the
+            # give-up time, 5 minutes by default): a 20 s outage left appends failing 9.6 s
+            # after the database was back. Giving up after a few seconds keeps the delay
+            # short; the next call (or health ping) starts a new attempt at once.
+            reconnect_timeout=RECONNECT_SECONDS,
             # Autocommit: a single statement is its own transaction, one round trip instead
             # of three. Work that needs several statements to be atomic uses transaction().
             # Named, so that pg_stat_activity tells the pool from the listener
