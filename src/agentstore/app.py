@@ -144,7 +144,7 @@ class AgentStoreServer:
             max_streams=settings.max_streams,
         )
         doorbell = Doorbell(hub, functools.partial(notify, database), self._tasks)
-        await self._start_listening(conninfo, hub)
+        await self._start_listening(conninfo, hub, events)
         session_service = SessionService(sessions, settings.limits)
         keys = KeyService(KeyRepository(database), settings.limits)
         key_limiter = KeyLimiter(
@@ -188,12 +188,13 @@ class AgentStoreServer:
         self._embedded = EmbeddedPostgres(self.settings.data_dir)
         return await self._embedded.start()
 
-    async def _start_listening(self, conninfo: str, hub: Hub) -> None:
+    async def _start_listening(self, conninfo: str, hub: Hub, events: EventRepository) -> None:
         """The doorbell's LISTEN connection and the slow poll; returns once listening."""
         listener = Listener(conninfo, hub.ring, hub.ring_all)
         self._tasks.spawn(listener.run(), name="listener")
         self._tasks.spawn(
-            hub.poll(self.settings.live_poll_interval.total_seconds()), name="live-poll"
+            hub.poll(self.settings.live_poll_interval.total_seconds(), events.changed_since),
+            name="live-poll",
         )
         timeout = self.settings.database_timeout.total_seconds()
         await asyncio.wait_for(listener.connected.wait(), timeout)
@@ -276,6 +277,13 @@ class AgentStoreServer:
         if self._embedded is not None:
             await self._embedded.stop()
             self._embedded = None
+
+    @property
+    def database(self) -> Database:
+        """The running server's database (its pool); for tests and operations."""
+        if self._database is None:
+            raise RuntimeError("the server is not running")
+        return self._database
 
     async def _set_health(self, status: int) -> None:
         await self._health.set("", status)

@@ -148,7 +148,8 @@ class Settings(BaseModel):
     )
     live_poll_interval: Duration = Field(
         default=timedelta(seconds=1),
-        description="followers re-read the table this often even without a notification",
+        description="how often each replica looks for sessions changed without a"
+        " notification (one query, whatever the number of followers)",
     )
     follower_buffer: int = Field(
         default=64, ge=1, description="batches a follower may have unread before it falls back"

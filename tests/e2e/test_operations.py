@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import grpc
 import psycopg
 
 from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
+from agentstore.v1 import session_service_pb2 as pb
+from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
+from tests.conftest import server_settings
 
 
 async def test_the_servers_connections_are_named_in_pg_stat_activity(
@@ -19,3 +26,36 @@ async def test_the_servers_connections_are_named_in_pg_stat_activity(
         )
         names = {row[0] for row in await cursor.fetchall()}
     assert names == {"agentstore-pool", "agentstore-listener"}
+
+
+async def test_idle_followers_cost_the_database_next_to_nothing(
+    create_database: Callable[[], Awaitable[str]],
+) -> None:
+    """200 followers of 200 sessions, nothing written, the safety net polling 10 times a
+    second: the server uses the database a dozen times a second (the poll's one query and the
+    health ping), not once per follower per poll."""
+    url = await create_database()
+    server = AgentStoreServer(server_settings(url, live_poll_interval="100ms"))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = SessionServiceStub(channel)
+            calls = []
+            for _ in range(200):
+                session = await stub.CreateSession(pb.CreateSessionRequest(app_name="idle"))
+                call = stub.StreamEvents(pb.StreamEventsRequest(session_id=session.id, follow=True))
+                async for response in call:
+                    if response.caught_up:
+                        break
+                calls.append(call)
+            database = server.database
+            before = database.uses
+            # A measuring window, not a wait for anything.
+            await asyncio.sleep(1)
+            spent = database.uses - before
+            for call in calls:
+                call.cancel()
+    finally:
+        await server.stop()
+    # Re-reading for every follower would be 200 x 10 = 2,000.
+    assert spent < 50, spent

@@ -4,8 +4,9 @@ Followers of the same session (or the same feed across sessions) share a channel
 the doorbell marks the channel dirty; its one task then reads what is new from the table,
 once for all its followers, and offers the batch to each. Each follower has a bounded queue:
 one that falls behind stops receiving batches and reads the table itself (catch-up) until it
-is current, so memory stays bounded and nothing is lost. A slow poll rings every channel as a
-safety net for rings that never came."""
+is current, so memory stays bounded and nothing is lost. A slow poll, one query per replica,
+rings the channels of sessions that changed without a ring (a lost notification, a write
+made outside this service) as a safety net."""
 
 from __future__ import annotations
 
@@ -250,11 +251,25 @@ class Hub:
         for channel in self._channels():
             channel.dirty.set()
 
-    async def poll(self, interval: float) -> None:
-        """Ring every channel every `interval` seconds, until cancelled."""
+    async def poll(
+        self,
+        interval: float,
+        changed_since: Callable[[str | None], Awaitable[tuple[list[tuple[str, str]], str]]],
+    ) -> None:
+        """Every `interval` seconds, until cancelled, ring the channels of the sessions that
+        changed since the last poll: one query per replica however many follow, and none
+        read while nothing changes. When that query fails, every channel is rung."""
+        watermark: str | None = None
         while True:
             await asyncio.sleep(interval)
-            self.ring_all()
+            try:
+                changed, watermark = await changed_since(watermark)
+            except DomainError as exc:
+                log.warning("live poll failed", extra={"error": exc.message})
+                self.ring_all()
+                continue
+            for app_name, session_id in changed:
+                self.ring(app_name, session_id)
 
     def close(self) -> None:
         """Shutting down: every follower is told to end its stream."""

@@ -82,6 +82,9 @@ class Database:
         # server stops a statement past it (statement_timeout) and a block of work is given up
         # past it here too, for a database too frozen to stop anything.
         self._call_timeout = call_timeout
+        # How many times the database was used (connection() blocks): what a replica costs
+        # the database, for tests and, later, metrics.
+        self.uses = 0
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
@@ -127,6 +130,7 @@ class Database:
     async def connection(self, *, session_id: str = "") -> AsyncIterator[Connection]:
         """A pooled connection in autocommit mode: each statement commits on its own. Database
         errors in the block come out translated (store.errors), about `session_id` if given."""
+        self.uses += 1
         try:
             async with asyncio.timeout(self._call_timeout), self._pool.connection() as connection:
                 yield connection

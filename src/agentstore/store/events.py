@@ -55,6 +55,7 @@ SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")
 REMOVE_EVENTS = query("events", "remove_events")
+SELECT_CHANGED_SESSIONS = query("events", "select_changed_sessions")
 # The deltas an event's actions may carry, as named in the proto and in events.actions.
 ACTION_DELTAS = ("state_delta", "app_state_delta", "user_state_delta")
 # The columns every event read selects first (queries/events.sql), and where a query's own
@@ -263,6 +264,15 @@ class EventRepository:
             last_seq=last_seq,
             version=version,
         )
+
+    async def changed_since(self, watermark: str | None) -> tuple[list[tuple[str, str]], str]:
+        """(app_name, session_id) of the sessions with events committed since `watermark`
+        (none for None), and the watermark to pass next time (see select_changed_sessions)."""
+        async with self._database.connection() as connection:
+            cursor = await connection.execute(SELECT_CHANGED_SESSIONS, {"since": watermark})
+            row = await cursor.fetchone()
+        assert row is not None
+        return [(app, session) for app, session in row["changed"]], row["watermark"]
 
     async def check_transaction_ids(self) -> None:
         """Raises `StoreNotReady` when events carry transaction ids from another cluster (see

@@ -418,3 +418,14 @@ FROM locked
 LEFT JOIN allowed ON true
 CROSS JOIN totals
 LEFT JOIN removed ON %(mode)s = 'newest';
+
+-- name: select_changed_sessions
+-- The live safety net's one query per replica and poll: the sessions with events committed
+-- since the watermark of the previous poll (null: none yet), and the next watermark, the
+-- oldest transaction this snapshot does not see, so that a transaction still running now is
+-- read by the next poll once it commits. Sessions may come twice; that only rings twice.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS watermark,
+       COALESCE((SELECT jsonb_agg(DISTINCT jsonb_build_array(app_name, session_id))
+                 FROM events
+                 WHERE %(since)s::xid8 IS NOT NULL AND tx_id >= %(since)s::xid8),
+                '[]'::jsonb) AS changed;
