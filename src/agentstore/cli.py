@@ -90,7 +90,7 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Setti
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     settings = load_settings(vars(arguments), os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if arguments.command == "serve":
             asyncio.run(serve(settings))

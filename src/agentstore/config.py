@@ -186,7 +186,13 @@ class Settings(BaseModel):
         description="serve a non-loopback address without authentication anyway (refused "
         "otherwise)",
     )
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG (also a line per call: method, code, duration), INFO, WARNING or ERROR",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text (key=value) or json (one object per line)"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import grpc
 import psycopg
+import pytest
 
 from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import server_settings
+from tests.support import ServerProcess
 
 
 async def test_the_servers_connections_are_named_in_pg_stat_activity(
@@ -59,3 +62,29 @@ async def test_idle_followers_cost_the_database_next_to_nothing(
         await server.stop()
     # Re-reading for every follower would be 200 x 10 = 2,000.
     assert spent < 50, spent
+
+
+async def test_json_logs_carry_each_calls_request_id(database_url: str) -> None:
+    server = ServerProcess(
+        "--database-url", database_url, "--log-format", "json", "--log-level", "DEBUG"
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = SessionServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetSession(
+                    pb.GetSessionRequest(session_id="no-such-session"),
+                    metadata=(("x-request-id", "req-42"),),
+                )
+            await stub.GetStoreStats(pb.GetStoreStatsRequest())
+    finally:
+        assert await server.stop() == 0
+    lines = [json.loads(line) for line in server.log.decode().splitlines() if line.strip()]
+    calls = [line for line in lines if line["message"] == "call"]
+    mine = [line for line in calls if line.get("request_id") == "req-42"]
+    assert [(line["method"], line["code"]) for line in mine] == [("GetSession", "NOT_FOUND")]
+    made = [line for line in calls if line["method"] == "GetStoreStats"]
+    assert made[0]["code"] == "OK"
+    assert len(made[0]["request_id"]) == 36  # one made for the call
+    assert all({"time", "level", "logger"} <= line.keys() for line in lines)

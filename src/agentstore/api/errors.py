@@ -6,10 +6,14 @@ logged with its traceback and the caller gets INTERNAL with a generic message.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
@@ -33,12 +37,16 @@ from agentstore.domain.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from agentstore.domain.ids import new_uuid7
+from agentstore.logs import REQUEST_ID
 
 __all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
 
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "agentstore.dev"
+# A request id a caller may give (x-request-id): short and plain, since it goes into logs.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
 
 _CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -99,12 +107,20 @@ def rich_status(error: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+def _status_of(error: Exception) -> grpc.Status:
+    """The status that ends a call that raised `error`; anything but a domain error is a bug,
+    logged with its traceback and reported as INTERNAL."""
     if isinstance(error, DomainError):
-        status = status_for(error)
-    else:
-        log.exception("unexpected error in a call", exc_info=error)
-        status = status_for(DomainError("internal error; see the server log"))
+        return status_for(error)
+    log.exception("unexpected error in a call", exc_info=error)
+    return status_for(DomainError("internal error; see the server log"))
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception, outcome: list[grpc.StatusCode]
+) -> None:
+    status = _status_of(error)
+    outcome.append(status.code)  # for the call's log line: abort raises
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
@@ -119,15 +135,16 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         async def stream_wrapper(
             self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            try:
-                if request is UNDECODABLE:
-                    raise undecodable_request()
-                async for response in handler(self, request, context):
-                    yield response
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort(context, exc)
+            with _call_log(handler.__name__, context) as outcome:
+                try:
+                    if request is UNDECODABLE:
+                        raise undecodable_request()
+                    async for response in handler(self, request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc, outcome)
 
         return cast(HandlerT, stream_wrapper)
 
@@ -135,13 +152,48 @@ def handle_errors(handler: HandlerT) -> HandlerT:
     async def unary_wrapper(
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        try:
-            if request is UNDECODABLE:
-                raise undecodable_request()
-            return await cast(Callable[..., Awaitable[Any]], handler)(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _abort(context, exc)
+        with _call_log(handler.__name__, context) as outcome:
+            try:
+                if request is UNDECODABLE:
+                    raise undecodable_request()
+                return await cast(Callable[..., Awaitable[Any]], handler)(self, request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc, outcome)
 
     return cast(HandlerT, unary_wrapper)
+
+
+@contextlib.contextmanager
+def _call_log(
+    method: str, context: grpc.aio.ServicerContext[Any, Any]
+) -> Iterator[list[grpc.StatusCode]]:
+    """The call's request id (the caller's `x-request-id`, or a new one) for every line it
+    logs, and at DEBUG one line when it ends: method, code, milliseconds."""
+    given = next(
+        (value for key, value in context.invocation_metadata() or () if key == "x-request-id"),
+        "",
+    )
+    request_id = given if isinstance(given, str) and _SAFE_REQUEST_ID.fullmatch(given) else ""
+    token = REQUEST_ID.set(request_id or new_uuid7())
+    started = time.perf_counter()
+    outcome: list[grpc.StatusCode] = []
+    try:
+        yield outcome
+    except asyncio.CancelledError:
+        outcome.append(grpc.StatusCode.CANCELLED)
+        raise
+    finally:
+        if log.isEnabledFor(logging.DEBUG):
+            code = outcome[-1] if outcome else grpc.StatusCode.OK
+            log.debug(
+                "call",
+                extra={
+                    "method": method,
+                    "code": code.name,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        with contextlib.suppress(ValueError):  # a stream finalised in another context
+            REQUEST_ID.reset(token)
