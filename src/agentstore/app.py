@@ -29,6 +29,7 @@ from agentstore.config import Settings
 from agentstore.domain.callers import EVERY_APP
 from agentstore.live.doorbell import Doorbell
 from agentstore.live.hub import Hub
+from agentstore.metrics import METRICS, serve_metrics
 from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
 from agentstore.service.key_limits import KeyLimiter
@@ -106,6 +107,8 @@ class AgentStoreServer:
         self._server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
         self._tasks = BackgroundTasks()
+        self._metrics_server: asyncio.Server | None = None
+        self.metrics_port = 0
         # The health check's ping in flight, and whether the last one was answered.
         self._ping: asyncio.Task[None] | None = None
         self._ping_answered = False
@@ -170,6 +173,8 @@ class AgentStoreServer:
             auth,
         )  # fmt: skip
         self._server = await self._serve(servicer)
+        if settings.metrics_listen:
+            await self._serve_metrics(settings.metrics_listen, hub, database)
         await self._set_health(SERVING)
         self._tasks.every(
             settings.reaper_interval.total_seconds(),
@@ -260,8 +265,23 @@ class AgentStoreServer:
         """Tasks running besides calls (listener, poll, live channels, reaper, health)."""
         return len(self._tasks)
 
+    async def _serve_metrics(self, listen: str, hub: Hub, database: Database) -> None:
+        METRICS.gauge("agentstore_followers_open", lambda: hub.open_streams)
+        METRICS.gauge("agentstore_pool_size", lambda: database.pool_stats()["pool_size"])
+        METRICS.gauge("agentstore_pool_idle", lambda: database.pool_stats()["pool_available"])
+        METRICS.gauge("agentstore_pool_waiting", lambda: database.pool_stats()["requests_waiting"])
+        METRICS.gauge("agentstore_database_uses_total", lambda: database.uses)
+        host, _, port = listen.rpartition(":")
+        self._metrics_server = await serve_metrics(host.strip("[]") or "127.0.0.1", int(port))
+        bound = self._metrics_server.sockets[0].getsockname()
+        self.metrics_port = int(bound[1])
+        log.info("metrics on http://%s:%s/metrics", bound[0], bound[1])
+
     async def stop(self) -> None:
         """Stop gracefully; safe to call more than once and after a failed start."""
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         await self._health.enter_graceful_shutdown()
         if self._hub is not None:
             # Streams would otherwise hold the drain for the whole grace period: they end

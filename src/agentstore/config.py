@@ -78,6 +78,10 @@ class Settings(BaseModel):
     listen: str = Field(
         default="127.0.0.1:50051", description="HOST:PORT to serve gRPC on (port 0 picks one)"
     )
+    metrics_listen: str | None = Field(
+        default=None,
+        description="HOST:PORT to serve Prometheus metrics at /metrics on (off when unset)",
+    )
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL; when unset, an embedded PostgreSQL runs in the data dir",

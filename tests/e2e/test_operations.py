@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from agentstore.app import AgentStoreServer
-from agentstore.client import AsyncClient
+from agentstore.client import AsyncClient, NotFound
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import server_settings
@@ -88,3 +88,39 @@ async def test_json_logs_carry_each_calls_request_id(database_url: str) -> None:
     assert made[0]["code"] == "OK"
     assert len(made[0]["request_id"]) == 36  # one made for the call
     assert all({"time", "level", "logger"} <= line.keys() for line in lines)
+
+
+async def test_prometheus_metrics_count_calls_messages_and_appends(database_url: str) -> None:
+    server = AgentStoreServer(server_settings(database_url, metrics_listen="127.0.0.1:0"))
+    await server.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+            session = await client.create_session("metrics")
+            await client.append(session.id, [{"type": "note"}, {"type": "note"}])
+            await client.append_events([(session.id, [{"type": "note"}], None)] * 3)
+            with pytest.raises(NotFound):
+                await client.get_session("metrics-missing")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        response = (await reader.read()).decode()
+        writer.close()
+    finally:
+        await server.stop()
+    head, _, body = response.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200")
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line and not line.startswith("#")
+    }
+    service = 'grpc_service="agentstore.v1.SessionService"'
+    get = f'grpc_type="unary",{service},grpc_method="GetSession"'
+    assert values[f'grpc_server_handled_total{{{get},grpc_code="NOT_FOUND"}}'] >= 1
+    events = f'grpc_type="client_stream",{service},grpc_method="AppendEvents"'
+    assert values[f"grpc_server_msg_received_total{{{events}}}"] >= 3
+    stream = f'grpc_type="bidi_stream",{service},grpc_method="AppendStream"'
+    assert values[f"grpc_server_msg_sent_total{{{stream}}}"] >= 1
+    assert values["agentstore_events_appended_total"] >= 5
+    assert values["agentstore_pool_size"] >= 1
+    assert f'grpc_server_handling_seconds_bucket{{{get},le="+Inf"}}' in values

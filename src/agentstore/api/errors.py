@@ -39,6 +39,8 @@ from agentstore.domain.errors import (
 )
 from agentstore.domain.ids import new_uuid7
 from agentstore.logs import REQUEST_ID
+from agentstore.metrics import METRICS
+from agentstore.v1 import session_service_pb2
 
 __all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
 
@@ -135,11 +137,13 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         async def stream_wrapper(
             self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
+            labels = _method_labels(handler.__name__)
             with _call_log(handler.__name__, context) as outcome:
                 try:
                     if request is UNDECODABLE:
                         raise undecodable_request()
-                    async for response in handler(self, request, context):
+                    async for response in handler(self, _counted(request, labels), context):
+                        METRICS.count(MSG_SENT, labels)
                         yield response
                 except grpc.aio.AbortError:
                     raise
@@ -152,11 +156,16 @@ def handle_errors(handler: HandlerT) -> HandlerT:
     async def unary_wrapper(
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
+        labels = _method_labels(handler.__name__)
         with _call_log(handler.__name__, context) as outcome:
             try:
                 if request is UNDECODABLE:
                     raise undecodable_request()
-                return await cast(Callable[..., Awaitable[Any]], handler)(self, request, context)
+                response = await cast(Callable[..., Awaitable[Any]], handler)(
+                    self, _counted(request, labels), context
+                )
+                METRICS.count(MSG_SENT, labels)
+                return response
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
@@ -177,6 +186,8 @@ def _call_log(
     )
     request_id = given if isinstance(given, str) and _SAFE_REQUEST_ID.fullmatch(given) else ""
     token = REQUEST_ID.set(request_id or new_uuid7())
+    labels = _method_labels(method)
+    METRICS.count(STARTED, labels)
     started = time.perf_counter()
     outcome: list[grpc.StatusCode] = []
     try:
@@ -185,8 +196,10 @@ def _call_log(
         outcome.append(grpc.StatusCode.CANCELLED)
         raise
     finally:
+        code = outcome[-1] if outcome else grpc.StatusCode.OK
+        METRICS.count(HANDLED, (*labels, ("grpc_code", code.name)))
+        METRICS.observe(HANDLING_SECONDS, labels, time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
-            code = outcome[-1] if outcome else grpc.StatusCode.OK
             log.debug(
                 "call",
                 extra={
@@ -197,3 +210,42 @@ def _call_log(
             )
         with contextlib.suppress(ValueError):  # a stream finalised in another context
             REQUEST_ID.reset(token)
+
+
+STARTED = "grpc_server_started_total"
+HANDLED = "grpc_server_handled_total"
+MSG_RECEIVED = "grpc_server_msg_received_total"
+MSG_SENT = "grpc_server_msg_sent_total"
+HANDLING_SECONDS = "grpc_server_handling_seconds"
+_SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
+
+
+@functools.cache
+def _method_labels(method: str) -> tuple[tuple[str, str], ...]:
+    """The standard labels of an RPC: its type, service and method."""
+    descriptor = _SERVICE.methods_by_name[method]
+    kind = {
+        (False, False): "unary",
+        (False, True): "server_stream",
+        (True, False): "client_stream",
+        (True, True): "bidi_stream",
+    }[(descriptor.client_streaming, descriptor.server_streaming)]
+    return (
+        ("grpc_type", kind),
+        ("grpc_service", _SERVICE.full_name),
+        ("grpc_method", method),
+    )
+
+
+def _counted(request: Any, labels: tuple[tuple[str, str], ...]) -> Any:
+    """The request, its messages counted as they are read."""
+    if not hasattr(request, "__aiter__"):
+        METRICS.count(MSG_RECEIVED, labels)
+        return request
+
+    async def counting() -> AsyncIterator[Any]:
+        async for message in request:
+            METRICS.count(MSG_RECEIVED, labels)
+            yield message
+
+    return counting()

@@ -29,12 +29,15 @@ from agentstore.domain.errors import (
 from agentstore.domain.events import AppendMessage, AppendOutcome
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
+from agentstore.metrics import METRICS
 from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.requests import AppendFields
 from agentstore.service.validation import field_path, validate
 from agentstore.store.events import EventRepository
 
 __all__ = ["AppendAck", "AppendService", "AppendTotals"]
+
+EVENTS_APPENDED = "agentstore_events_appended_total"
 
 # A request message as the transport delivers it; the transport's functions read it.
 RequestT = TypeVar("RequestT")
@@ -225,6 +228,7 @@ class AppendService:
         return acks
 
     def _ring(self, outcomes: list[AppendOutcome]) -> None:
+        METRICS.count(EVENTS_APPENDED, amount=sum(o.appended for o in outcomes))
         appended = {(o.app_name, o.session_id) for o in outcomes if o.appended}
         if appended:
             self._on_commit(sorted(appended))

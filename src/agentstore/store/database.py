@@ -108,6 +108,10 @@ class Database:
             name="agentstore",
         )
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's own measures: pool_size, pool_available, requests_waiting, ..."""
+        return self._pool.get_stats()
+
     async def open(self, wait_seconds: float = 30.0) -> None:
         """Open the pool and wait until `min_size` connections are up.
 
