@@ -332,6 +332,7 @@ class AgentStoreServer:
             expired_grace=self.settings.expired_grace,
             deleted_retention=self.settings.deleted_retention,
         )
+        METRICS.count("agentstore_reaper_purged_total", amount=purged)
         if purged:
             log.info("reaper purged sessions", extra={"purged": purged})
 

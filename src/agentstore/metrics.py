@@ -98,6 +98,16 @@ for _name, _kind, _text in (
     ("agentstore_pool_idle", "gauge", "Pool connections idle."),
     ("agentstore_pool_waiting", "gauge", "Calls waiting for a pool connection."),
     ("agentstore_database_uses_total", "gauge", "Uses of the database by this replica."),
+    ("agentstore_append_commits_total", "counter", "Append transactions (a batch of messages)."),
+    ("agentstore_append_commit_seconds", "histogram", "Time of one append transaction."),
+    ("agentstore_live_deliveries_total", "counter", "Batches of new events handed to followers."),
+    (
+        "agentstore_follower_fallbacks_total",
+        "counter",
+        "Followers that fell behind and read the table.",
+    ),
+    ("agentstore_listener_connects_total", "counter", "(Re)connections of the LISTEN connection."),
+    ("agentstore_reaper_purged_total", "counter", "Sessions purged by the reaper."),
 ):
     METRICS.describe(_name, _kind, _text)
 

@@ -122,5 +122,8 @@ async def test_prometheus_metrics_count_calls_messages_and_appends(database_url:
     stream = f'grpc_type="bidi_stream",{service},grpc_method="AppendStream"'
     assert values[f"grpc_server_msg_sent_total{{{stream}}}"] >= 1
     assert values["agentstore_events_appended_total"] >= 5
+    assert values["agentstore_append_commits_total"] >= 2
+    assert values["agentstore_append_commit_seconds_count"] >= 2
+    assert values["agentstore_listener_connects_total"] >= 1
     assert values["agentstore_pool_size"] >= 1
     assert f'grpc_server_handling_seconds_bucket{{{get},le="+Inf"}}' in values

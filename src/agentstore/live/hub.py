@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from agentstore.background import BackgroundTasks
 from agentstore.domain.errors import DomainError, LimitExceeded
 from agentstore.domain.events import Event, FeedPosition, FeedScope
+from agentstore.metrics import METRICS
 
 __all__ = ["Batch", "Delivery", "Hub", "Subscription"]
 
@@ -108,6 +109,9 @@ class Subscription(Generic[P]):
             self._queue.put_nowait(batch)
         except asyncio.QueueFull:
             self._lagging = True
+            METRICS.count("agentstore_follower_fallbacks_total")
+        else:
+            METRICS.count("agentstore_live_deliveries_total")
 
     def close(self) -> None:
         self._closed = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -33,11 +34,13 @@ from agentstore.metrics import METRICS
 from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.requests import AppendFields
 from agentstore.service.validation import field_path, validate
-from agentstore.store.events import EventRepository
+from agentstore.store.events import AppendResult, EventRepository
 
 __all__ = ["AppendAck", "AppendService", "AppendTotals"]
 
 EVENTS_APPENDED = "agentstore_events_appended_total"
+COMMITS = "agentstore_append_commits_total"
+COMMIT_SECONDS = "agentstore_append_commit_seconds"
 
 # A request message as the transport delivers it; the transport's functions read it.
 RequestT = TypeVar("RequestT")
@@ -146,9 +149,7 @@ class AppendService:
                     except RateLimited as exc:
                         exc.metadata["message_index"] = str(validated[0].index)
                         raise
-                    result = await self._repository.append(
-                        caller.scope, [item.message for item in validated]
-                    )
+                    result = await self._commit(caller, [item.message for item in validated])
                     self._ring(result.outcomes)
                     for outcome in result.outcomes:
                         totals.appended += outcome.appended
@@ -204,7 +205,7 @@ class AppendService:
                 continue
             pending.append(item)
         while pending:
-            result = await self._repository.append(caller.scope, [item.message for item in pending])
+            result = await self._commit(caller, [item.message for item in pending])
             self._ring(result.outcomes)
             for item, outcome in zip(pending, result.outcomes, strict=False):
                 results[item.index] = outcome
@@ -226,6 +227,14 @@ class AppendService:
             else:
                 acks.append(AppendAck(arrived.request_id, done, None))
         return acks
+
+    async def _commit(self, caller: Caller, messages: list[AppendMessage]) -> AppendResult:
+        """One transaction of the batch's messages, timed for the metrics."""
+        started = time.perf_counter()
+        result = await self._repository.append(caller.scope, messages)
+        METRICS.observe(COMMIT_SECONDS, (), time.perf_counter() - started)
+        METRICS.count(COMMITS, ())
+        return result
 
     def _ring(self, outcomes: list[AppendOutcome]) -> None:
         METRICS.count(EVENTS_APPENDED, amount=sum(o.appended for o in outcomes))

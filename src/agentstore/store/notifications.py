@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from agentstore.metrics import METRICS
 from agentstore.store.database import Database
 from agentstore.store.queries import query
 
@@ -64,6 +65,7 @@ class Listener:
         ) as connection:
             await connection.execute(LISTEN)
             self.connected.set()
+            METRICS.count("agentstore_listener_connects_total")
             self._on_reconnect()
             async for notification in connection.notifies():
                 app_name, _, session_id = notification.payload.partition(" ")
