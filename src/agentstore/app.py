@@ -299,6 +299,13 @@ class AgentStoreServer:
             self._embedded = None
 
     @property
+    def hub(self) -> Hub:
+        """The running server's live fan-out; for tests and operations."""
+        if self._hub is None:
+            raise RuntimeError("the server is not running")
+        return self._hub
+
+    @property
     def database(self) -> Database:
         """The running server's database (its pool); for tests and operations."""
         if self._database is None:

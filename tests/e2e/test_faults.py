@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -114,12 +116,39 @@ async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_saf
         await server.stop()
 
 
+@contextlib.contextmanager
+def pool_reconnect_failures(count: int) -> Iterator[asyncio.Event]:
+    """An event set once psycopg_pool has logged `count` failed connection attempts."""
+    loop = asyncio.get_running_loop()
+    reached = asyncio.Event()
+    failures = 0
+
+    class Counter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            nonlocal failures
+            if record.getMessage().startswith("error connecting"):
+                failures += 1
+                if failures >= count:
+                    loop.call_soon_threadsafe(reached.set)
+
+    pool_log = logging.getLogger("psycopg.pool")
+    handler = Counter(logging.WARNING)
+    pool_log.addHandler(handler)
+    try:
+        yield reached
+    finally:
+        pool_log.removeHandler(handler)
+
+
 async def test_appends_work_again_within_seconds_of_the_database_returning(
     throwaway: tuple[EmbeddedPostgres, str],
 ) -> None:
     _, url = throwaway
     admin = with_database(url, "postgres")
-    server = AgentStoreServer(server_settings(url, database_call_timeout="2s"))
+    # One connection at most: one chain of reconnection attempts, counted below.
+    server = AgentStoreServer(
+        server_settings(url, database_call_timeout="2s", pool_min_size=1, pool_max_size=1)
+    )
     await server.start()
     try:
         async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None, retries=0) as client:
@@ -131,9 +160,11 @@ async def test_appends_work_again_within_seconds_of_the_database_returning(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = 'agentstore'"
                 )
-                # Long enough for the pool's reconnection delay to have grown (the stimulus
-                # of this test, not a wait for something to happen).
-                await asyncio.sleep(20)
+                # The outage lasts until the pool has failed to reconnect four times (at about
+                # 1, 2, 4 and 8 s): a delay doubling from there left appends failing 8 s after
+                # the return.
+                with pool_reconnect_failures(4) as enough:
+                    await asyncio.wait_for(enough.wait(), 60)
                 await db.execute("ALTER DATABASE agentstore ALLOW_CONNECTIONS true")
             back = asyncio.get_running_loop().time()
             result = await client.append(session.id, {"type": "note", "event_id": "after"})

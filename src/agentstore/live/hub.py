@@ -182,6 +182,9 @@ class Hub:
         self._sessions: dict[str, Channel[int]] = {}
         self._feeds: dict[FeedScope, Channel[FeedPosition]] = {}
         self._streams = 0
+        # Polls of the safety net done so far, for whoever waits on them (polled()).
+        self.polls = 0
+        self._polled = asyncio.Condition()
         self._closed = False
 
     @property
@@ -274,6 +277,14 @@ class Hub:
                 continue
             for app_name, session_id in changed:
                 self.ring(app_name, session_id)
+            async with self._polled:
+                self.polls += 1
+                self._polled.notify_all()
+
+    async def polled(self, count: int) -> None:
+        """Return once the safety net has polled `count` times in all."""
+        async with self._polled:
+            await self._polled.wait_for(lambda: self.polls >= count)
 
     def close(self) -> None:
         """Shutting down: every follower is told to end its stream."""
