@@ -11,7 +11,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -37,7 +36,7 @@ from agentstore.domain.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
-from agentstore.domain.ids import new_uuid7
+from agentstore.domain.ids import SAFE_ID_PATTERN, new_uuid7
 from agentstore.logs import REQUEST_ID
 from agentstore.metrics import METRICS
 from agentstore.v1 import session_service_pb2
@@ -47,8 +46,8 @@ __all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "agentstore.dev"
-# A request id a caller may give (x-request-id): short and plain, since it goes into logs.
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
+# A request id a caller may give (x-request-id) goes into logs: the ids' alphabet, and short.
+MAX_REQUEST_ID_LENGTH = 128
 
 _CODES: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -184,7 +183,9 @@ def _call_log(
         (value for key, value in context.invocation_metadata() or () if key == "x-request-id"),
         "",
     )
-    request_id = given if isinstance(given, str) and _SAFE_REQUEST_ID.fullmatch(given) else ""
+    request_id = ""
+    if isinstance(given, str) and len(given) <= MAX_REQUEST_ID_LENGTH:
+        request_id = given if SAFE_ID_PATTERN.fullmatch(given) else ""
     token = REQUEST_ID.set(request_id or new_uuid7())
     labels = _method_labels(method)
     METRICS.count(STARTED, labels)

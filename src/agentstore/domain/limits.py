@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentstore.client.ids import DEFAULT_MAX_ID_LENGTH
+
 __all__ = [
     "DEFAULT_LIMITS",
     "MAX_EVENT_BYTES",
@@ -46,7 +48,7 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    max_id_length: IdLength = 128
+    max_id_length: IdLength = DEFAULT_MAX_ID_LENGTH
     max_metadata_bytes: DocumentBytes = 256 * KIB
     max_state_bytes: DocumentBytes = 256 * KIB
     max_event_bytes: EventBytes = 1 * MIB

@@ -26,6 +26,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agentstore.client.ids import DEFAULT_MAX_ID_LENGTH
 from agentstore.client.types import Content, Event, EventActions
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ __all__ = [
 # State keys ADK keeps elsewhere than in the session's own state.
 SCOPED_PREFIXES = ("app:", "user:", "temp:")
 _PLAIN_PART = re.compile(r"[A-Za-z0-9._@+\-]+")
-MAX_ID_LENGTH = 128
 
 
 def session_key(app_name: str, user_id: str, session_id: str) -> str:
@@ -52,7 +52,10 @@ def session_key(app_name: str, user_id: str, session_id: str) -> str:
     valid id, else `adk:` and a SHA-256 of the three (still one id per ADK session)."""
     parts = (app_name, user_id, session_id)
     readable = "adk:" + ":".join(parts)
-    if all(_PLAIN_PART.fullmatch(part) for part in parts) and len(readable) <= MAX_ID_LENGTH:
+    if (
+        all(_PLAIN_PART.fullmatch(part) for part in parts)
+        and len(readable) <= DEFAULT_MAX_ID_LENGTH
+    ):
         return readable
     digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
     return f"adk:{digest}"

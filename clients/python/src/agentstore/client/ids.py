@@ -1,13 +1,20 @@
-"""UUIDv7 identifiers, made by the client for events before an append is first sent (so that
-resending it is safe), and by the server for sessions and events given without an id."""
+"""Identifiers: the alphabet every id and name uses, and UUIDv7s, made by the client for events
+before an append is first sent (so that resending it is safe) and by the server for sessions
+and events given without an id. The server takes both from here."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
-__all__ = ["new_uuid7"]
+__all__ = ["DEFAULT_MAX_ID_LENGTH", "SAFE_ID_PATTERN", "new_uuid7"]
+
+# Ids travel in URLs, logs and file names of other systems: keep them to a boring alphabet.
+SAFE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@+\-]+")
+# The longest id a server takes unless configured otherwise (--max-id-length).
+DEFAULT_MAX_ID_LENGTH = 128
 
 
 def new_uuid7() -> str:

@@ -25,15 +25,20 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentstore.client.ids import DEFAULT_MAX_ID_LENGTH, SAFE_ID_PATTERN
 from agentstore.client.openai_agents_items import event_from_item
 from agentstore.client.plain import plain, time_text
 from agentstore.client.transfer import ExportedSession, ScopedStateRecord
 
 __all__ = ["read_adk_database", "read_openai_agents_sqlite"]
 
-# What agentstore takes as a session id (the server checks it too; this names the problem
-# before anything is sent).
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
+
+def _valid_id(value: str) -> bool:
+    """Whether a server with the default limits takes `value` as an id (it checks again;
+    this names the problem before anything is sent)."""
+    return 0 < len(value) <= DEFAULT_MAX_ID_LENGTH and bool(SAFE_ID_PATTERN.fullmatch(value))
+
+
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -64,7 +69,7 @@ def read_openai_agents_sqlite(
             f"SELECT session_id, created_at FROM {sessions_table} ORDER BY created_at, session_id"
         ).fetchall()
         for session_id, created_at in sessions:
-            if not _SAFE_ID.fullmatch(session_id):
+            if not _valid_id(session_id):
                 problems.append(
                     f"session {session_id!r}: not a valid agentstore id"
                     " (1-128 of A-Z a-z 0-9 . _ : @ + -); not imported"
@@ -137,7 +142,7 @@ async def read_adk_database(
                     scoped_states.append(ScopedStateRecord(row.app_name, user, state))
         for app_name, user_id, adk_id, create_time in sorted(keys, key=lambda k: str(k[3])):
             for label, value in (("app", app_name), ("user", user_id)):
-                if value and not _SAFE_ID.fullmatch(value):
+                if value and not _valid_id(value):
                     problems.append(f"session {adk_id!r}: {label} {value!r} is not valid here")
                     break
             else:
