@@ -105,6 +105,11 @@ class ServerProcess:
         """SIGTERM, then the exit code."""
         assert self.process is not None
         self.process.terminate()
+        return await self.exited(within)
+
+    async def exited(self, within: float = 30.0) -> int:
+        """The exit code, once the process has ended (told to stop by someone else)."""
+        assert self.process is not None
         assert self.process.stderr is not None
         _, rest = await asyncio.wait_for(self.process.communicate(), within)
         self.log += rest or b""

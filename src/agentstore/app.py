@@ -23,6 +23,7 @@ from psycopg_pool import PoolTimeout
 
 from agentstore.api.auth import Authenticator
 from agentstore.api.decoding import add_service
+from agentstore.api.open_calls import OpenCalls, ending_delay
 from agentstore.api.servicer import SessionServicer
 from agentstore.background import BackgroundTasks
 from agentstore.config import Settings
@@ -113,6 +114,7 @@ class AgentStoreServer:
         self._ping: asyncio.Task[None] | None = None
         self._ping_answered = False
         self._hub: Hub | None = None
+        self._servicer: SessionServicer | None = None
 
     async def start(self) -> None:
         """Start everything; on failure, stop what was started and raise `StartupError`."""
@@ -172,6 +174,7 @@ class AgentStoreServer:
             StateService(StateRepository(database, settings.limits), settings.limits),
             auth,
         )  # fmt: skip
+        self._servicer = servicer
         self._server = await self._serve(servicer)
         if settings.metrics_listen:
             await self._serve_metrics(settings.metrics_listen, hub, database)
@@ -277,6 +280,12 @@ class AgentStoreServer:
         self.metrics_port = int(bound[1])
         log.info("metrics on http://%s:%s/metrics", bound[0], bound[1])
 
+    @property
+    def open_calls(self) -> OpenCalls:
+        """The calls being served (once started)."""
+        assert self._servicer is not None, "not started"
+        return self._servicer.open_calls
+
     async def stop(self) -> None:
         """Stop gracefully; safe to call more than once and after a failed start."""
         if self._metrics_server is not None:
@@ -288,7 +297,20 @@ class AgentStoreServer:
             # now with UNAVAILABLE, and their clients reconnect elsewhere.
             self._hub.close()
         if self._server is not None:
-            await self._server.stop(self.settings.shutdown_grace.total_seconds())
+            grace = self.settings.shutdown_grace.total_seconds()
+            calls = self._servicer.open_calls if self._servicer is not None else None
+            # Before grpc cancels what is still open when the grace runs out (its clients
+            # would see CANCELLED or INTERNAL), the servicer ends it with UNAVAILABLE.
+            ending = (
+                None
+                if calls is None
+                else asyncio.get_running_loop().call_later(ending_delay(grace), calls.end)
+            )
+            try:
+                await self._server.stop(grace)
+            finally:
+                if ending is not None:
+                    ending.cancel()
             self._server = None
         await self._tasks.close()
         if self._database is not None:

@@ -116,6 +116,43 @@ async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_saf
         await server.stop()
 
 
+async def test_a_call_held_by_a_frozen_database_gets_unavailable_when_the_server_stops(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    cluster, url = throwaway
+    server = AgentStoreServer(
+        server_settings(url, database_call_timeout="60s", shutdown_grace="1s")
+    )
+    await server.start()
+    stopped = False
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None, retries=0) as client:
+            session = await client.create_session("faults")
+            frozen = list(cluster_processes(cluster.pgdata))
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                held = asyncio.create_task(client.get_session(session.id))
+                await asyncio.wait_for(server.open_calls.reach(1), 10)
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                stopping = asyncio.create_task(server.stop())
+                stopped = True
+                # Ended by the server when the grace ran out, not after the 60 s the
+                # database call may take, nor cancelled by grpc (no reason then).
+                with pytest.raises(Unavailable) as ended:
+                    await held
+                assert ended.value.reason == "SERVER_SHUTTING_DOWN", repr(ended.value)
+                assert loop.time() - started < 3
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+            await stopping
+    finally:
+        if not stopped:
+            await server.stop()
+
+
 @contextlib.contextmanager
 def pool_reconnect_failures(count: int) -> Iterator[asyncio.Event]:
     """An event set once psycopg_pool has logged `count` failed connection attempts."""

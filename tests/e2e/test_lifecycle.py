@@ -17,7 +17,7 @@ from agentstore.store.migrator import load_migrations
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.e2e.events_support import append, event, message
-from tests.support import ServerProcess, run_agentstore, with_database
+from tests.support import ServerProcess, error_details, run_agentstore, with_database
 
 CreateDatabase = Callable[[], Awaitable[str]]
 
@@ -104,6 +104,100 @@ async def test_sigterm_reports_not_serving_drains_in_flight_calls_and_exits_zero
         assert await call.code() == grpc.StatusCode.OK
     assert await server.stop() == 0, server.log.decode()
     assert b"agentstore stopped" in server.log
+
+
+class HeldOpen:
+    """Calls held open on one server when it is told to stop: append streams with one
+    request committed and more to come, and followers of the AppendEvents calls' sessions.
+    `outcomes` are the codes they end with."""
+
+    def __init__(self, stub: SessionServiceStub, calls_of_each_kind: int) -> None:
+        self.stub = stub
+        self.count = calls_of_each_kind
+        self.never: asyncio.Event = asyncio.Event()  # the clients' next request never comes
+        self.acknowledged: dict[str, list[int]] = {}  # AppendStream: session -> acked seqs
+        self.calls: list[asyncio.Task[tuple[grpc.StatusCode, str]]] = []
+
+    async def requests(self, first: object) -> AsyncIterator[object]:
+        yield first
+        await self.never.wait()
+
+    async def open(self) -> None:
+        """Returns once every call holds committed events and is waiting for more."""
+        for _ in range(self.count):
+            events_session = (
+                await self.stub.CreateSession(pb.CreateSessionRequest(app_name="held"))
+            ).id
+            follower = self.stub.StreamEvents(
+                pb.StreamEventsRequest(session_id=events_session, follow=True)
+            )
+            caught_up = aiter(follower)
+            assert (await anext(caught_up)).caught_up
+            appending = self.stub.AppendEvents(self.requests(message(events_session, [event("a")])))
+            self.calls.append(asyncio.create_task(self.outcome(appending)))
+            assert [e.seq for e in (await anext(caught_up)).events] == [1]  # committed
+            self.calls.append(asyncio.create_task(self.outcome(follower)))
+
+            stream_session = (
+                await self.stub.CreateSession(pb.CreateSessionRequest(app_name="held"))
+            ).id
+            acking = self.stub.AppendStream(
+                self.requests(
+                    pb.AppendStreamRequest(session_id=stream_session, events=[event("a")])
+                )
+            )
+            self.acknowledged[stream_session] = list((await anext(aiter(acking))).seqs)
+            self.calls.append(asyncio.create_task(self.outcome(acking)))
+
+    @staticmethod
+    async def outcome(call: object) -> tuple[grpc.StatusCode, str]:
+        """The call's code and ErrorInfo reason."""
+        try:
+            if hasattr(call, "__aiter__"):
+                async for _ in call:  # type: ignore[attr-defined]
+                    pass
+            else:
+                await call  # type: ignore[misc]
+        except grpc.aio.AioRpcError as exc:
+            details = error_details(exc)
+            return details.code, details.reason
+        return grpc.StatusCode.OK, ""
+
+
+async def test_calls_open_when_the_grace_period_ends_get_unavailable_from_servers_stopping_at_once(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    servers = [ServerProcess("--database-url", url, "--shutdown-grace", "2s") for _ in range(3)]
+    addresses = await asyncio.gather(*(server.start() for server in servers))
+    channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    held = [HeldOpen(SessionServiceStub(channel), 5) for channel in channels]
+    try:
+        await asyncio.gather(*(calls.open() for calls in held))
+        for server in servers:
+            assert server.process is not None
+            server.process.terminate()
+        codes = await asyncio.wait_for(
+            asyncio.gather(*(call for calls in held for call in calls.calls)), 30
+        )
+    finally:
+        for calls in held:
+            calls.never.set()
+        for channel in channels:
+            await channel.close()
+    # Every call (15 held AppendEvents, 15 AppendStream, 15 followers) ended by the server
+    # itself (the reason), not cancelled by grpc when the grace ran out (that comes without
+    # one, as UNAVAILABLE or, now and then, INTERNAL).
+    assert codes == [(grpc.StatusCode.UNAVAILABLE, "SERVER_SHUTTING_DOWN")] * 45
+    for server in servers:
+        assert await server.exited() == 0, server.log.decode()
+    async with await psycopg.AsyncConnection.connect(url) as connection:
+        for calls in held:
+            for session_id, seqs in calls.acknowledged.items():
+                cursor = await connection.execute(
+                    "SELECT seq FROM events WHERE session_id = %s ORDER BY seq", (session_id,)
+                )
+                assert [seq for (seq,) in await cursor.fetchall()] == seqs == [1]
 
 
 async def test_an_unreachable_database_stops_start_up_with_a_clear_message() -> None:

@@ -22,6 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agentstore.api.decoding import UNDECODABLE, undecodable_request
+from agentstore.api.open_calls import SHUTDOWN_MESSAGE, OpenCalls
 from agentstore.domain.errors import (
     AlreadyExists,
     ConcurrentWrite,
@@ -129,7 +130,9 @@ HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 
 def handle_errors(handler: HandlerT) -> HandlerT:
-    """Wrap a servicer method (unary or streaming) so its errors become statuses."""
+    """Wrap a servicer method (unary or streaming) so its errors become statuses. The servicer
+    has `open_calls`, where each call counts as open while it runs: a stopping server ends
+    those still open with UNAVAILABLE."""
     if inspect.isasyncgenfunction(handler):
 
         @functools.wraps(handler)
@@ -137,7 +140,8 @@ def handle_errors(handler: HandlerT) -> HandlerT:
             self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             labels = _method_labels(handler.__name__)
-            with _call_log(handler.__name__, context) as outcome:
+            calls: OpenCalls = self.open_calls
+            with _call_log(handler.__name__, context) as outcome, calls.track():
                 try:
                     if request is UNDECODABLE:
                         raise undecodable_request()
@@ -146,6 +150,11 @@ def handle_errors(handler: HandlerT) -> HandlerT:
                         yield response
                 except grpc.aio.AbortError:
                     raise
+                except asyncio.CancelledError:
+                    if not calls.ending:
+                        raise
+                    calls.ended()
+                    await _abort(context, ServerShuttingDown(SHUTDOWN_MESSAGE), outcome)
                 except Exception as exc:
                     await _abort(context, exc, outcome)
 
@@ -156,7 +165,8 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         labels = _method_labels(handler.__name__)
-        with _call_log(handler.__name__, context) as outcome:
+        calls: OpenCalls = self.open_calls
+        with _call_log(handler.__name__, context) as outcome, calls.track():
             try:
                 if request is UNDECODABLE:
                     raise undecodable_request()
@@ -167,6 +177,11 @@ def handle_errors(handler: HandlerT) -> HandlerT:
                 return response
             except grpc.aio.AbortError:
                 raise
+            except asyncio.CancelledError:
+                if not calls.ending:
+                    raise
+                calls.ended()
+                await _abort(context, ServerShuttingDown(SHUTDOWN_MESSAGE), outcome)
             except Exception as exc:
                 await _abort(context, exc, outcome)
 

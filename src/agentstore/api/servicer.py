@@ -29,6 +29,7 @@ from agentstore.api.mapping import (
     struct_to_dict,
     timestamp_to_datetime,
 )
+from agentstore.api.open_calls import OpenCalls
 from agentstore.api.response_budget import encode_page
 from agentstore.api.stream_encoding import StreamEncoder
 from agentstore.service.appends import AppendService
@@ -76,6 +77,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self._streams = streams
         self._auth = auth
         self._stream_encoder = StreamEncoder()
+        self.open_calls = OpenCalls()
 
     @handle_errors
     async def CreateSession(
