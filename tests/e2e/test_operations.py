@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import Awaitable, Callable
 
@@ -61,6 +62,54 @@ async def test_idle_followers_cost_the_database_next_to_nothing(
         await server.stop()
     # Re-reading for every follower would be 200 x 10 = 2,000.
     assert spent < 50, spent
+
+
+async def test_followers_opened_all_at_once_each_open_or_get_resource_exhausted(
+    create_database: Callable[[], Awaitable[str]],
+) -> None:
+    """2,000 followers of 2,000 sessions opened at once on a server allowed 1,500 streams:
+    1,500 open and 500 are refused RESOURCE_EXHAUSTED, none ends otherwise (grpc's own limit
+    on calls not yet taken up once ended about 200 of them CANCELLED)."""
+    url = await create_database()
+    server = AgentStoreServer(server_settings(url, max_streams=1500))
+    await server.start()
+    try:
+        # Two connections: one allows 2,000 calls at once (docs/operations.md).
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") for _ in range(2)]
+        stubs = [SessionServiceStub(channel) for channel in channels]
+        session_ids = []
+        for _ in range(20):
+            created = await asyncio.gather(
+                *(
+                    stubs[0].CreateSession(pb.CreateSessionRequest(app_name="many"))
+                    for _ in range(100)
+                )
+            )
+            session_ids += [session.id for session in created]
+        calls = [
+            stubs[number % 2].StreamEvents(
+                pb.StreamEventsRequest(session_id=session_id, follow=True)
+            )
+            for number, session_id in enumerate(session_ids)
+        ]
+
+        async def outcome(call: object) -> str:
+            try:
+                async for response in call:  # type: ignore[attr-defined]
+                    if response.caught_up:
+                        return "open"
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+            return "ended"
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*map(outcome, calls)), 120)
+        for call in calls:
+            call.cancel()
+        for channel in channels:
+            await channel.close()
+    finally:
+        await server.stop()
+    assert collections.Counter(outcomes) == {"open": 1500, "RESOURCE_EXHAUSTED": 500}
 
 
 async def test_json_logs_carry_each_calls_request_id(database_url: str) -> None:
