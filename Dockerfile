@@ -1,6 +1,10 @@
+# The base: the public Python image. tools/image_check.py builds this file where no registry
+# is reachable, from a Debian base of its own (with Python 3.11 and pip) given here.
+ARG BASE_IMAGE=python:3.11-slim
+
 # Build the two wheels: the client (clients/python, with the generated stubs of generated/)
 # and the server (src/), which depends on it.
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /build
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
@@ -11,7 +15,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./clients/python . \
 
 # Run as an unprivileged user; without AGENTSTORE_DATABASE_URL the embedded PostgreSQL keeps
 # its data in the /data volume.
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --create-home --uid 10001 agentstore \
     && mkdir /data && chown agentstore:agentstore /data
 COPY --from=build /wheels /wheels

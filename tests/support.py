@@ -76,6 +76,7 @@ class ServerProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
         self.log = b""
+        self._reading: asyncio.Task[None] | None = None
 
     async def start(self, within: float = 60.0) -> str:
         self.process = await asyncio.create_subprocess_exec(
@@ -90,7 +91,15 @@ class ServerProcess:
             cwd=Path(__file__).parent.parent,
         )
         self.address = await asyncio.wait_for(self._wait_serving(), within)
+        # Read the log as it comes: a full pipe would block the server's next log line.
+        self._reading = asyncio.create_task(self._read_log())
         return self.address
+
+    async def _read_log(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(65536):
+            self.log += chunk
 
     async def _wait_serving(self) -> str:
         assert self.process is not None
@@ -110,7 +119,6 @@ class ServerProcess:
     async def exited(self, within: float = 30.0) -> int:
         """The exit code, once the process has ended (told to stop by someone else)."""
         assert self.process is not None
-        assert self.process.stderr is not None
-        _, rest = await asyncio.wait_for(self.process.communicate(), within)
-        self.log += rest or b""
-        return await self.process.wait()
+        if self._reading is not None:
+            await asyncio.wait_for(self._reading, within)
+        return await asyncio.wait_for(self.process.wait(), within)

@@ -26,6 +26,7 @@ from agentstore.domain.errors import (
     InvalidArgument,
     LimitExceeded,
     RateLimited,
+    StoreUnavailable,
 )
 from agentstore.domain.events import AppendMessage, AppendOutcome
 from agentstore.domain.ids import new_uuid7
@@ -191,7 +192,8 @@ class AppendService:
 
     async def _commit_each(self, caller: Caller, batch: list[_Item]) -> list[AppendAck]:
         """Commit the batch's valid messages, together while they succeed: a message that
-        fails (or is over its key's rate) is skipped and the rest committed after it."""
+        fails (or is over its key's rate) is skipped and the rest committed after it. When
+        the database does not answer, every message not yet committed fails with that."""
         results: dict[int, AppendOutcome | DomainError] = {}
         pending = []
         for item in batch:
@@ -205,7 +207,15 @@ class AppendService:
                 continue
             pending.append(item)
         while pending:
-            result = await self._commit(caller, [item.message for item in pending])
+            try:
+                result = await self._commit(caller, [item.message for item in pending])
+            except StoreUnavailable as exc:
+                # The database did not answer: each request is told so (UNAVAILABLE: resend
+                # it, safe by its event ids, as its commit may or may not have happened),
+                # and the stream stays open for what comes next.
+                for item in pending:
+                    results[item.index] = exc
+                break
             self._ring(result.outcomes)
             for item, outcome in zip(pending, result.outcomes, strict=False):
                 results[item.index] = outcome

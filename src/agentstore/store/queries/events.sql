@@ -286,7 +286,9 @@ WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
       SELECT 1 FROM sessions
       WHERE sessions.id = events.session_id
         AND session_is_live(sessions.delete_time, sessions.expire_time))
-ORDER BY tx_id, position
+-- Qualified: a bare `tx_id` here would name the text column of the select list, and order
+-- '1000' before '999', so a feed crossing a power of ten skipped ahead, then repeated.
+ORDER BY events.tx_id, events.position
 LIMIT %(limit)s;
 
 -- name: select_foreign_tx_id
