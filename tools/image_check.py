@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "localhost/agentstore-base:bookworm"
 IMAGE = "localhost/agentstore:check"
 APP = "image-check"
+LOCAL_AUTHORITIES = Path("/usr/local/share/ca-certificates")
 
 
 def run(*command: str, capture: bool = False) -> str:
@@ -46,20 +47,19 @@ def run(*command: str, capture: bool = False) -> str:
 
 
 def image_exists(name: str) -> bool:
-    return subprocess.run(
-        ["buildah", "inspect", "--type", "image", name], capture_output=True, check=False
-    ).returncode == 0
+    inspect = ["buildah", "inspect", "--type", "image", name]
+    return subprocess.run(inspect, capture_output=True, check=False).returncode == 0
 
 
 def make_base() -> None:
     """A Debian root file system with Python 3.11 and pip, imported as an image. Debian's
     Python refuses `pip install` outside a venv (PEP 668) unless told: the image says so,
-    as the public Python image needs no telling."""
+    as the public Python image needs no telling. It trusts what this host trusts."""
     with tempfile.TemporaryDirectory() as scratch:
         rootfs = Path(scratch) / "rootfs"
         run(
             "debootstrap", "--variant=minbase",
-            "--include=python3,python3-pip,python3-venv,ca-certificates",
+            "--include=python3,python3-pip,python3-venv,ca-certificates,passwd",
             "bookworm", str(rootfs), "http://deb.debian.org/debian",
         )  # fmt: skip
         archive = Path(scratch) / "rootfs.tar"
@@ -67,9 +67,18 @@ def make_base() -> None:
         container = run("buildah", "from", "scratch", capture=True).strip()
         try:
             run("buildah", "add", container, str(archive), "/")
+            # The certificate authorities this host adds to Debian's (a network's proxy, say):
+            # without them the build's pip could not reach the package index from here.
+            extra = sorted(LOCAL_AUTHORITIES.glob("*.crt"))
+            for authority in extra:
+                run("buildah", "copy", container, str(authority), f"{LOCAL_AUTHORITIES}/")
+            if extra:
+                run("buildah", "run", "--isolation", "chroot", container, "--",
+                    "update-ca-certificates")  # fmt: skip
             run(
                 "buildah", "config",
                 "--env", "PIP_BREAK_SYSTEM_PACKAGES=1",
+                "--env", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
                 "--env", "PATH=/usr/local/bin:/usr/bin:/bin",
                 "--env", "LANG=C.UTF-8",
                 "--cmd", "python3", container,

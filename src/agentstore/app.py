@@ -12,7 +12,7 @@ import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -50,6 +50,7 @@ from agentstore.store.search import SearchRepository
 from agentstore.store.sessions import SessionRepository
 from agentstore.store.states import StateRepository
 from agentstore.tls import CertificateFiles, server_credentials
+from agentstore.tracing import Tracing, make_tracing
 from agentstore.v1 import session_service_pb2
 
 __all__ = ["AgentStoreServer", "StartupError", "migrate", "serve", "with_keys"]
@@ -113,9 +114,12 @@ class StartupError(RuntimeError):
 class AgentStoreServer:
     """One agentstore server: `await start()`, then `await stop()`. `port` is the bound port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tracer_provider: Any = None) -> None:
+        """`tracer_provider`: an OpenTelemetry TracerProvider of the embedding program's, to
+        trace with instead of what `--trace-exporter` would make."""
         self.settings = settings
         self.port = 0
+        self._tracer_provider = tracer_provider
         self._embedded: EmbeddedPostgres | None = None
         self._database: Database | None = None
         self._server: grpc.aio.Server | None = None
@@ -144,11 +148,13 @@ class AgentStoreServer:
         settings = self.settings
         conninfo = await self._database_url()
         await apply_migrations(conninfo)
+        tracing = self._tracing()
         self._database = database = Database(
             conninfo,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             call_timeout=settings.database_call_timeout.total_seconds(),
+            cursor_class=tracing.cursor_class if tracing is not None else None,
         )
         await database.open(settings.database_timeout.total_seconds())
         sessions = SessionRepository(database, settings.limits)
@@ -187,6 +193,7 @@ class AgentStoreServer:
             StateService(StateRepository(database, settings.limits), settings.limits),
             auth,
         )  # fmt: skip
+        servicer.tracing = tracing
         self._servicer = servicer
         self._server = await self._serve(servicer)
         if settings.metrics_listen:
@@ -202,6 +209,15 @@ class AgentStoreServer:
         )
         host = settings.listen.rpartition(":")[0]
         log.info(f"agentstore serving on {host}:{self.port}", extra={"port": self.port})
+
+    def _tracing(self) -> Tracing | None:
+        try:
+            return make_tracing(self.settings.trace_exporter, self._tracer_provider)
+        except ImportError as exc:
+            raise StartupError(
+                f"--trace-exporter {self.settings.trace_exporter} needs OpenTelemetry:"
+                f" pip install 'agentstore[otel]' ({exc})"
+            ) from None
 
     async def _database_url(self) -> str:
         if self.settings.database_url:

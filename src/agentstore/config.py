@@ -197,6 +197,11 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text (key=value) or json (one object per line)"
     )
+    trace_exporter: Literal["none", "otlp", "console"] = Field(
+        default="none",
+        description="OpenTelemetry spans per call and per statement: none, otlp (to"
+        " OTEL_EXPORTER_OTLP_ENDPOINT; needs agentstore[otel]) or console",
+    )
 
     @field_validator("listen")
     @classmethod

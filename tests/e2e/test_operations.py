@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 import psycopg
@@ -17,6 +19,8 @@ from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import server_settings
 from tests.support import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 async def test_the_servers_connections_are_named_in_pg_stat_activity(
@@ -175,3 +179,68 @@ async def test_prometheus_metrics_count_calls_messages_and_appends(database_url:
     assert values["agentstore_listener_connects_total"] >= 1
     assert values["agentstore_pool_size"] >= 1
     assert f'grpc_server_handling_seconds_bucket{{{get},le="+Inf"}}' in values
+
+
+async def test_traces_continue_the_callers_trace_with_a_span_per_statement(
+    database_url: str,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    server = AgentStoreServer(server_settings(database_url), tracer_provider=provider)
+    await server.start()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    traceparent = (("traceparent", f"00-{trace_id}-{parent_id}-01"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = SessionServiceStub(channel)
+            session = await stub.CreateSession(
+                pb.CreateSessionRequest(app_name="traced"), metadata=traceparent
+            )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetSession(pb.GetSessionRequest(session_id="nope"))
+    finally:
+        await server.stop()
+    spans = exported.get_finished_spans()
+    calls = {span.name.rsplit("/", 1)[-1]: span for span in spans if span.kind.name == "SERVER"}
+    create, missing = calls["CreateSession"], calls["GetSession"]
+    # The caller's trace goes on: same trace id, the caller's span as parent.
+    assert format(create.context.trace_id, "032x") == trace_id
+    assert create.parent is not None
+    assert format(create.parent.span_id, "016x") == parent_id
+    assert create.attributes is not None
+    assert create.attributes["rpc.grpc.status_code"] == "OK"
+    assert missing.attributes is not None
+    assert missing.attributes["rpc.grpc.status_code"] == "NOT_FOUND"
+    assert missing.parent is None  # no traceparent: a trace of its own
+    # Each statement a call ran is a child span named after its query.
+    statements = [
+        span.name for span in spans
+        if span.parent is not None and span.parent.span_id == create.context.span_id
+    ]  # fmt: skip
+    assert statements == ["sessions.insert_session"]
+    assert session.app_name == "traced"
+
+
+async def test_tracing_is_not_loaded_when_off(database_url: str) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from agentstore.app import AgentStoreServer\n"
+        "from tests.conftest import server_settings\n"
+        "async def main():\n"
+        f"    server = AgentStoreServer(server_settings({database_url!r}))\n"
+        "    await server.start()\n"
+        "    await server.stop()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert out.strip() == b"[]"

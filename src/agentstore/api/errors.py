@@ -40,6 +40,7 @@ from agentstore.domain.errors import (
 from agentstore.domain.ids import SAFE_ID_PATTERN, new_uuid7
 from agentstore.logs import REQUEST_ID
 from agentstore.metrics import METRICS
+from agentstore.tracing import Tracing
 from agentstore.v1 import session_service_pb2
 
 __all__ = ["ERROR_DOMAIN", "handle_errors", "rich_status", "status_for"]
@@ -141,7 +142,11 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         ) -> AsyncIterator[Any]:
             labels = _method_labels(handler.__name__)
             calls: OpenCalls = self.open_calls
-            with _call_log(handler.__name__, context) as outcome, calls.track():
+            with (
+                _call_log(handler.__name__, context) as outcome,
+                calls.track(),
+                _traced(self.tracing, handler.__name__, context, outcome),
+            ):
                 try:
                     if request is UNDECODABLE:
                         raise undecodable_request()
@@ -166,7 +171,11 @@ def handle_errors(handler: HandlerT) -> HandlerT:
     ) -> Any:
         labels = _method_labels(handler.__name__)
         calls: OpenCalls = self.open_calls
-        with _call_log(handler.__name__, context) as outcome, calls.track():
+        with (
+            _call_log(handler.__name__, context) as outcome,
+            calls.track(),
+            _traced(self.tracing, handler.__name__, context, outcome),
+        ):
             try:
                 if request is UNDECODABLE:
                     raise undecodable_request()
@@ -186,6 +195,24 @@ def handle_errors(handler: HandlerT) -> HandlerT:
                 await _abort(context, exc, outcome)
 
     return cast(HandlerT, unary_wrapper)
+
+
+@contextlib.contextmanager
+def _traced(
+    tracing: Tracing | None,
+    method: str,
+    context: grpc.aio.ServicerContext[Any, Any],
+    outcome: list[grpc.StatusCode],
+) -> Iterator[None]:
+    """The call's span, when tracing is on, with the code the call ended with."""
+    if tracing is None:
+        yield
+        return
+    with tracing.call(method, context.invocation_metadata()) as span:
+        try:
+            yield
+        finally:
+            tracing.end_call(span, (outcome[-1] if outcome else grpc.StatusCode.OK).name)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.service.states import StateService
 from agentstore.service.streams import StreamService
+from agentstore.tracing import Tracing
 from agentstore.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
 __all__ = ["SessionServicer"]
@@ -78,6 +79,8 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
         self._auth = auth
         self._stream_encoder = StreamEncoder()
         self.open_calls = OpenCalls()
+        # Set by the app when tracing is on: each call is a span (api.errors.handle_errors).
+        self.tracing: Tracing | None = None
 
     @handle_errors
     async def CreateSession(

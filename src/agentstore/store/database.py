@@ -75,7 +75,13 @@ class Database:
     connection failures surface as `StoreUnavailable`."""
 
     def __init__(
-        self, conninfo: str, *, min_size: int, max_size: int, call_timeout: float = 30.0
+        self,
+        conninfo: str,
+        *,
+        min_size: int,
+        max_size: int,
+        call_timeout: float = 30.0,
+        cursor_class: type[Any] | None = None,
     ) -> None:
         self.conninfo = conninfo
         # The longest a use of the database may take, waiting for a connection included: the
@@ -101,7 +107,13 @@ class Database:
             # of three. Work that needs several statements to be atomic uses transaction().
             # Named, so that pg_stat_activity tells the pool from the listener
             # (notifications.APPLICATION_NAME) and from other clients.
-            kwargs={"row_factory": dict_row, "autocommit": True, "application_name": POOL_NAME},
+            # A cursor class of the caller's (tracing's, which makes a span per statement).
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                "application_name": POOL_NAME,
+                **({"cursor_factory": cursor_class} if cursor_class is not None else {}),
+            },
             # No check on every checkout: it costs a round trip per use (it halved the rate
             # of single-event appends). A connection that died is reported as UNAVAILABLE
             # once, and the pool replaces it.

@@ -12,9 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import LiteralString
 
-__all__ = ["query", "query_names"]
+__all__ = ["query", "query_name_of", "query_names"]
 
 QUERIES_DIR = Path(__file__).with_name("queries")
+# Statement text -> "file.name", for what reports on statements (tracing spans).
+_NAMES: dict[str, str] = {}
 _NAME_LINE = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
 
@@ -40,9 +42,15 @@ def query(file: str, name: str) -> LiteralString:
         statement = _load(file)[name]
     except KeyError:
         raise KeyError(f"queries/{file}.sql has no query named {name!r}") from None
+    _NAMES[statement] = f"{file}.{name}"
     # Typed LiteralString as psycopg wants: the text comes from the package's own files, never
     # from input, as literal as a constant in the code.
     return statement
+
+
+def query_name_of(statement: str) -> str:
+    """The `file.name` of a statement `query()` gave; "statement" for any other."""
+    return _NAMES.get(statement, "statement")
 
 
 def query_names(file: str) -> list[str]:
