@@ -1,6 +1,6 @@
 """Build the Dockerfile's image without a Docker engine or a registry, run it, and check it.
 
-    sudo python3 tools/image_check.py [--rebuild-base] [--keep]
+    sudo .venv/bin/python tools/image_check.py [--rebuild-base] [--keep]
 
 Needs root and Debian's `buildah` and `debootstrap` (apt-get install buildah debootstrap).
 Where no image registry is reachable the public base image cannot be pulled, so this makes a
@@ -15,13 +15,15 @@ Then, in containers of the image sharing one volume for /data:
 3. the server is stopped (SIGTERM) and started again in a new container on the same volume:
    the session and its event are read back.
 
-Chroot isolation shares the host's network, so the server is reached on 127.0.0.1."""
+Chroot isolation shares the host's network, so the server is reached on 127.0.0.1:50051
+(which must be free), and the image's HEALTHCHECK is run beside it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -59,7 +61,7 @@ def make_base() -> None:
         rootfs = Path(scratch) / "rootfs"
         run(
             "debootstrap", "--variant=minbase",
-            "--include=python3,python3-pip,python3-venv,ca-certificates,passwd",
+            "--include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates,passwd",
             "bookworm", str(rootfs), "http://deb.debian.org/debian",
         )  # fmt: skip
         archive = Path(scratch) / "rootfs.tar"
@@ -79,7 +81,7 @@ def make_base() -> None:
                 "buildah", "config",
                 "--env", "PIP_BREAK_SYSTEM_PACKAGES=1",
                 "--env", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-                "--env", "PATH=/usr/local/bin:/usr/bin:/bin",
+                "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--env", "LANG=C.UTF-8",
                 "--cmd", "python3", container,
             )  # fmt: skip
@@ -88,15 +90,31 @@ def make_base() -> None:
             run("buildah", "rm", container)
 
 
-def free_port() -> int:
+PORT = 50051  # the image's
+
+
+def check_port_free() -> None:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", PORT))
+        except OSError:
+            sys.exit(f"image_check: port {PORT}, the image's, is taken here; stop what uses it")
+
+
+def health_check_command() -> list[str]:
+    """The image's HEALTHCHECK command, as its engine would run it."""
+    described = json.loads(run("buildah", "inspect", "--type", "image", IMAGE, capture=True))
+    test = described["Docker"]["config"]["Healthcheck"]["Test"]
+    return ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
 
 
 @contextlib.contextmanager
 def container(volume: Path) -> Iterator[str]:
     name = run("buildah", "from", IMAGE, capture=True).strip()
+    # `buildah run` mounts a fresh anonymous volume on a path the image declares a VOLUME,
+    # over a --volume bound there; `docker run -v` binds it. Undeclared in this working
+    # container only, so the bind below is what /data is, as under docker.
+    run("buildah", "config", "--volume", "/data-", name)
     try:
         yield name
     finally:
@@ -110,9 +128,10 @@ def in_container(name: str, volume: Path, *command: str) -> list[str]:
     ]  # fmt: skip
 
 
-async def serve(name: str, volume: Path, port: int) -> asyncio.subprocess.Process:
-    """`agentstore serve` in the container; returns once it says it serves."""
-    command = in_container(name, volume, "agentstore", "serve", "--listen", f"0.0.0.0:{port}")
+async def serve(name: str, volume: Path) -> asyncio.subprocess.Process:
+    """`agentstore serve` in the container, as the image's entrypoint runs it (with the
+    image's settings: 0.0.0.0:50051, keys required); returns once it says it serves."""
+    command = in_container(name, volume, "agentstore", "serve")
     print("+", " ".join(command), flush=True)
     process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
     assert process.stderr is not None
@@ -132,14 +151,45 @@ async def _echo(process: asyncio.subprocess.Process) -> None:
         print("  |", line.decode().rstrip(), flush=True)
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _parent(entry) == pid
+    ]
+
+
+def _parent(entry: Path) -> int:
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def server_pid(runner: int) -> int:
+    """The server's pid under `buildah run` (chroot isolation shares the host's process
+    table): buildah kills its command on SIGTERM rather than pass the signal on, so the
+    server is told to stop directly, as a container engine would tell it."""
+    pending = [runner]
+    while pending:
+        pid = pending.pop()
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if Path(argv[0].decode()).name.startswith("python"):
+                return pid
+        pending += _children(pid)
+    raise SystemExit("the server's process was not found")
+
+
 async def stop(process: asyncio.subprocess.Process) -> int:
-    process.send_signal(signal.SIGTERM)
+    os.kill(server_pid(process.pid), signal.SIGTERM)
     code = await asyncio.wait_for(process.wait(), 60)
     print(f"  exit code {code}", flush=True)
     return code
 
 
-async def check_from_outside(port: int, key: str, session_id: str | None) -> str:
+async def check_from_outside(key: str, session_id: str | None) -> str:
     """Health SERVING; then either a new session with an event (returns its id), or the
     given session read back with its event."""
     import grpc
@@ -147,7 +197,7 @@ async def check_from_outside(port: int, key: str, session_id: str | None) -> str
 
     from agentstore.client import AsyncClient
 
-    target = f"127.0.0.1:{port}"
+    target = f"127.0.0.1:{PORT}"
     async with grpc.aio.insecure_channel(target) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=10
@@ -170,6 +220,14 @@ async def check_from_outside(port: int, key: str, session_id: str | None) -> str
         return session.id
 
 
+def run_health_check(name: str, volume: Path) -> None:
+    """The image's own HEALTHCHECK, run in the container beside the server."""
+    code = subprocess.run(in_container(name, volume, *health_check_command()), check=False)
+    print(f"  the image's HEALTHCHECK exits {code.returncode}", flush=True)
+    if code.returncode != 0:
+        raise SystemExit("the image's HEALTHCHECK failed")
+
+
 async def check(volume: Path) -> None:
     with container(volume) as name:
         output = run(
@@ -178,18 +236,18 @@ async def check(volume: Path) -> None:
             capture=True,
         )  # fmt: skip
     key = output.strip().splitlines()[-1]
-    port = free_port()
     with container(volume) as name:
-        server = await serve(name, volume, port)
+        server = await serve(name, volume)
         try:
-            session_id = await check_from_outside(port, key, None)
+            run_health_check(name, volume)
+            session_id = await check_from_outside(key, None)
         finally:
             if await stop(server) != 0:
                 raise SystemExit("the server did not stop cleanly")
     with container(volume) as name:
-        server = await serve(name, volume, port)
+        server = await serve(name, volume)
         try:
-            await check_from_outside(port, key, session_id)
+            await check_from_outside(key, session_id)
         finally:
             await stop(server)
 
@@ -204,11 +262,13 @@ def main() -> None:
     for tool in ("buildah", "debootstrap"):
         if shutil.which(tool) is None:
             sys.exit(f"image_check: needs {tool}: apt-get install buildah debootstrap")
+    check_port_free()
     if arguments.rebuild_base or not image_exists(BASE):
         make_base()
     started = time.monotonic()
     run(
-        "buildah", "bud", "--isolation", "chroot", "--layers",
+        # Docker's format: OCI's drops HEALTHCHECK, which the check below runs.
+        "buildah", "bud", "--isolation", "chroot", "--layers", "--format", "docker",
         "--build-arg", f"BASE_IMAGE={BASE}", "--tag", IMAGE, str(ROOT),
     )  # fmt: skip
     print(f"image built in {time.monotonic() - started:.0f} s", flush=True)

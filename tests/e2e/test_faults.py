@@ -7,8 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc
 import psycopg
@@ -19,37 +18,13 @@ from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient, Unavailable
 from agentstore.store.embedded import EmbeddedPostgres
 from tests.conftest import server_settings
+from tests.e2e.fault_support import cluster_processes, throwaway
 from tests.support import with_database
+
+__all__ = ["throwaway"]  # the fixture, used by name
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def cluster_processes(pgdata: Path) -> Iterator[int]:
-    """The postmaster of the cluster and every process it started."""
-    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-    yield postmaster
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # The parent pid is the fourth field, after the parenthesised command name.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                yield int(entry.name)
-
-
-@pytest.fixture
-async def throwaway(scratch_dir: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    cluster = EmbeddedPostgres(scratch_dir)
-    url = await cluster.start()
-    try:
-        yield cluster, url
-    finally:
-        for pid in cluster_processes(cluster.pgdata):
-            os.kill(pid, signal.SIGCONT)
-        await cluster.stop()
 
 
 async def next_status(watch: object, wanted: int) -> None:
