@@ -197,17 +197,29 @@ def handle_errors(handler: HandlerT) -> HandlerT:
     return cast(HandlerT, unary_wrapper)
 
 
-@contextlib.contextmanager
+_UNTRACED = contextlib.nullcontext()
+
+
 def _traced(
     tracing: Tracing | None,
     method: str,
     context: grpc.aio.ServicerContext[Any, Any],
     outcome: list[grpc.StatusCode],
-) -> Iterator[None]:
-    """The call's span, when tracing is on, with the code the call ended with."""
+) -> contextlib.AbstractContextManager[None]:
+    """The call's span when tracing is on; when off, a shared no-op."""
     if tracing is None:
-        yield
-        return
+        return _UNTRACED
+    return _call_span(tracing, method, context, outcome)
+
+
+@contextlib.contextmanager
+def _call_span(
+    tracing: Tracing,
+    method: str,
+    context: grpc.aio.ServicerContext[Any, Any],
+    outcome: list[grpc.StatusCode],
+) -> Iterator[None]:
+    """The call's span, with the code the call ended with."""
     with tracing.call(method, context.invocation_metadata()) as span:
         try:
             yield
