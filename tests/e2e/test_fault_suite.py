@@ -110,12 +110,13 @@ async def test_postgres_stopped_for_a_while_then_started(throwaway: Cluster) -> 
 
     async def stop_start(load: Load, replicas: Replicas) -> float:
         await stop_cluster(cluster)
-        await load.retried_at_least(20)  # the writers have been failing for a while
+        # Down until every writer has had an append fail after the SDK's own resends.
+        await load.retried_at_least(4)
         await start_cluster(cluster, url)
         return time.monotonic()
 
     counts = await run(url, "PostgreSQL stopped, then started", stop_start)
-    assert counts["retried"] >= 20
+    assert counts["retried"] >= 4
 
 
 async def test_every_backend_frozen_then_thawed(throwaway: Cluster) -> None:
@@ -180,10 +181,10 @@ async def test_connection_cut_after_commit_before_the_reply(throwaway: Cluster) 
             cut_load.append(load)
             return await cut(load, replicas)
 
-        counts = await run(proxied, "connection cut after COMMIT", cut_and_remember)
+        await run(proxied, "connection cut after COMMIT", cut_and_remember)
         load = cut_load[0]
+        # (The SDK resent it itself, so the writer saw no error.)
         assert cut_event in load.ledger.acknowledged[load.ledger.sessions[0]]
-        assert counts["retried"] >= 1
 
 
 async def test_one_of_two_replicas_killed_with_sigkill(throwaway: Cluster) -> None:

@@ -129,27 +129,58 @@ async def test_a_call_held_by_a_frozen_database_gets_unavailable_when_the_server
 
 
 @contextlib.contextmanager
-def pool_reconnect_failures(count: int) -> Iterator[asyncio.Event]:
-    """An event set once psycopg_pool has logged `count` failed connection attempts."""
+def logged(logger: str, starting: str, count: int) -> Iterator[asyncio.Event]:
+    """An event set once `logger` has logged `count` messages starting with `starting`."""
     loop = asyncio.get_running_loop()
     reached = asyncio.Event()
-    failures = 0
+    seen = 0
 
     class Counter(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            nonlocal failures
-            if record.getMessage().startswith("error connecting"):
-                failures += 1
-                if failures >= count:
+            nonlocal seen
+            if record.getMessage().startswith(starting):
+                seen += 1
+                if seen >= count:
                     loop.call_soon_threadsafe(reached.set)
 
-    pool_log = logging.getLogger("psycopg.pool")
+    watched = logging.getLogger(logger)
     handler = Counter(logging.WARNING)
-    pool_log.addHandler(handler)
+    watched.addHandler(handler)
     try:
         yield reached
     finally:
-        pool_log.removeHandler(handler)
+        watched.removeHandler(handler)
+
+
+async def test_an_awaited_append_rides_out_a_short_database_freeze(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    """The SDK sends an append the server answers UNAVAILABLE again (same event ids): an
+    agent's awaited append survives a freeze shorter than its retries, stored once."""
+    cluster, url = throwaway
+    server = AgentStoreServer(server_settings(url, database_call_timeout="1s"))
+    await server.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None) as client:
+            session = await client.create_session("faults")
+            frozen = list(cluster_processes(cluster.pgdata))
+            with logged("agentstore.store.database", "database call timed out", 1) as failed:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                try:
+                    appending = asyncio.create_task(
+                        client.append(session.id, {"type": "note", "event_id": "through"})
+                    )
+                    await asyncio.wait_for(failed.wait(), 20)  # a first attempt failed
+                finally:
+                    for pid in frozen:
+                        os.kill(pid, signal.SIGCONT)
+            result = await asyncio.wait_for(appending, 30)
+            assert result.seqs == (1,)
+            ids = [event.event_id async for event in client.list_events(session.id)]
+            assert ids == ["through"]
+    finally:
+        await server.stop()
 
 
 async def test_appends_work_again_within_seconds_of_the_database_returning(
@@ -175,7 +206,7 @@ async def test_appends_work_again_within_seconds_of_the_database_returning(
                 # The outage lasts until the pool has failed to reconnect four times (at about
                 # 1, 2, 4 and 8 s): a delay doubling from there left appends failing 8 s after
                 # the return.
-                with pool_reconnect_failures(4) as enough:
+                with logged("psycopg.pool", "error connecting", 4) as enough:
                     await asyncio.wait_for(enough.wait(), 60)
                 await db.execute("ALTER DATABASE agentstore ALLOW_CONNECTIONS true")
             back = asyncio.get_running_loop().time()

@@ -18,7 +18,7 @@ from agentstore.client.convert import (
     struct_from_dict,
     timestamp_from_time,
 )
-from agentstore.client.errors import error_from_rpc, is_transient
+from agentstore.client.errors import AgentstoreError, error_from_rpc, is_transient
 from agentstore.client.types import (
     AppendResult,
     Event,
@@ -224,9 +224,19 @@ class AsyncClient:
         here, so the append is retried safely when the connection breaks. With
         `expected_last_seq`, only if the session's last seq is that (`Conflict` otherwise).
         With `keep_times`, the events' own `create_time`s are kept (an import; admin keys
-        only); otherwise the server stamps them with the commit's time."""
-        future = await self._send_append(session_id, events, expected_last_seq, keep_times)
-        return await future
+        only); otherwise the server stamps them with the commit's time. An append the server
+        answers UNAVAILABLE (its database did not answer) is sent again, with the same event
+        ids, up to the client's `retries` times: stored once however often it is sent."""
+        request = self._append_request(session_id, events, expected_last_seq, keep_times)
+        attempt = 0
+        while True:
+            try:
+                return await (await self._appender_of().send(request))
+            except AgentstoreError as error:
+                if not (is_transient(error) and attempt < self._retries):
+                    raise
+            await asyncio.sleep(backoff_seconds(attempt))
+            attempt += 1
 
     def append_stream(self) -> AppendWriter:
         """A pipelined writer: `await writer.append(...)` returns a future per append at once,
@@ -485,12 +495,25 @@ class AsyncClient:
         expected_last_seq: int | None,
         keep_times: bool = False,
     ) -> asyncio.Future[AppendResult]:
+        request = self._append_request(session_id, events, expected_last_seq, keep_times)
+        return await self._appender_of().send(request)
+
+    @staticmethod
+    def _append_request(
+        session_id: str,
+        events: Iterable[Event | Mapping[str, Any]] | Event | Mapping[str, Any],
+        expected_last_seq: int | None,
+        keep_times: bool,
+    ) -> pb.AppendStreamRequest:
+        """The request, its events' ids made here when missing (so a resend is safe)."""
         if isinstance(events, Event | Mapping):
             events = [events]
-        request = append_request(session_id, events, expected_last_seq, keep_times=keep_times)
+        return append_request(session_id, events, expected_last_seq, keep_times=keep_times)
+
+    def _appender_of(self) -> Appender:
         if self._appender is None:
             self._appender = Appender(self._connection)
-        return await self._appender.send(request)
+        return self._appender
 
     async def _pages(self, method: str, request: Any, items: str) -> AsyncIterator[Any]:
         """The `items` of every page of a paged call, following next_page_token."""
