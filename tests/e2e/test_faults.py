@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentstore.app import AgentStoreServer
-from agentstore.client import AsyncClient, Unavailable
+from agentstore.client import AsyncClient, DeadlineExceeded, Unavailable
 from agentstore.store.embedded import EmbeddedPostgres
 from tests.conftest import server_settings
 from tests.e2e.fault_support import cluster_processes, throwaway
@@ -126,6 +126,35 @@ async def test_a_call_held_by_a_frozen_database_gets_unavailable_when_the_server
     finally:
         if not stopped:
             await server.stop()
+
+
+async def test_an_awaited_append_ends_at_the_clients_timeout_on_a_frozen_database(
+    throwaway: tuple[EmbeddedPostgres, str],
+) -> None:
+    cluster, url = throwaway
+    server = AgentStoreServer(server_settings(url, database_call_timeout="30s"))
+    await server.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=2.0) as client:
+            session = await client.create_session("faults")
+            frozen = list(cluster_processes(cluster.pgdata))
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises(DeadlineExceeded):
+                    await client.append(session.id, {"type": "note", "event_id": "late"})
+                assert loop.time() - started < 4
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+            # Sent again once the database is back: stored once.
+            await client.append(session.id, {"type": "note", "event_id": "late"})
+            ids = [event.event_id async for event in client.list_events(session.id)]
+            assert ids == ["late"]
+    finally:
+        await server.stop()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,12 @@ from agentstore.client.convert import (
     struct_from_dict,
     timestamp_from_time,
 )
-from agentstore.client.errors import AgentstoreError, error_from_rpc, is_transient
+from agentstore.client.errors import (
+    AgentstoreError,
+    DeadlineExceeded,
+    error_from_rpc,
+    is_transient,
+)
 from agentstore.client.types import (
     AppendResult,
     Event,
@@ -226,17 +231,25 @@ class AsyncClient:
         With `keep_times`, the events' own `create_time`s are kept (an import; admin keys
         only); otherwise the server stamps them with the commit's time. An append the server
         answers UNAVAILABLE (its database did not answer) is sent again, with the same event
-        ids, up to the client's `retries` times: stored once however often it is sent."""
+        ids, up to the client's `retries` times: stored once however often it is sent. All of
+        it within the client's `timeout` (`DeadlineExceeded` past it: the append may still
+        commit, and sending it again is safe)."""
         request = self._append_request(session_id, events, expected_last_seq, keep_times)
-        attempt = 0
-        while True:
-            try:
-                return await (await self._appender_of().send(request))
-            except AgentstoreError as error:
-                if not (is_transient(error) and attempt < self._retries):
-                    raise
-            await asyncio.sleep(backoff_seconds(attempt))
-            attempt += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                attempt = 0
+                while True:
+                    try:
+                        return await (await self._appender_of().send(request))
+                    except AgentstoreError as error:
+                        if not (is_transient(error) and attempt < self._retries):
+                            raise
+                    await asyncio.sleep(backoff_seconds(attempt))
+                    attempt += 1
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the append was not acknowledged within {self._timeout:g} s"
+            ) from None
 
     def append_stream(self) -> AppendWriter:
         """A pipelined writer: `await writer.append(...)` returns a future per append at once,
