@@ -54,7 +54,7 @@ def free_port() -> int:
 
 
 async def write(client: AsyncClient, session_id: str, ledger: Ledger, stop: asyncio.Event) -> None:
-    number, attempt = 0, 0
+    number = 0
     while not stop.is_set():
         event_id = f"{session_id[-12:]}-{number}"
         try:
@@ -62,13 +62,11 @@ async def write(client: AsyncClient, session_id: str, ledger: Ledger, stop: asyn
                 session_id, {"type": "step", "event_id": event_id, "data": {"n": number}}
             )
         except AgentstoreError as exc:
+            # Resent by the SDK already, with its backoff: the same id goes again at once.
             if not is_transient(exc) and exc.code.name != "DEADLINE_EXCEEDED":
                 raise
             ledger.retried += 1
-            attempt += 1
-            await asyncio.sleep(min(0.05 * attempt, 1.0))  # backoff before the same id again
             continue
-        attempt = 0
         ledger.acknowledged[session_id][event_id] = result.seqs[0]
         number += 1
 

@@ -331,19 +331,13 @@ class AgentStoreServer:
             self._hub.close()
         if self._server is not None:
             grace = self.settings.shutdown_grace.total_seconds()
-            calls = self._servicer.open_calls if self._servicer is not None else None
             # Before grpc cancels what is still open when the grace runs out (its clients
             # would see CANCELLED or INTERNAL), the servicer ends it with UNAVAILABLE.
-            ending = (
-                None
-                if calls is None
-                else asyncio.get_running_loop().call_later(ending_delay(grace), calls.end)
-            )
+            ending = asyncio.get_running_loop().call_later(ending_delay(grace), self.open_calls.end)
             try:
                 await self._server.stop(grace)
             finally:
-                if ending is not None:
-                    ending.cancel()
+                ending.cancel()
             self._server = None
         await self._tasks.close()
         if self._database is not None:

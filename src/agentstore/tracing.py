@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from agentstore.store.queries import query_name_of
+from agentstore.v1 import session_service_pb2
 
 __all__ = ["Tracing", "make_tracing"]
 
-SERVICE = "agentstore.v1.SessionService"
+SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 
 
 class Tracing:

@@ -104,26 +104,10 @@ class Ledger:
     feed: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     retried: dict[str, int] = field(default_factory=dict)
     ack_times: list[float] = field(default_factory=list)
-    acked_after: dict[float, asyncio.Event] = field(default_factory=dict)
-
-    def first_ack_after(self, moment: float) -> float:
-        """Seconds from `moment` (time.monotonic()) to the first acknowledgement after it."""
-        return min(t for t in self.ack_times if t >= moment) - moment
-
-    async def wait_for_ack_after(self, moment: float, within: float = 30.0) -> float:
-        """Waits for an append acknowledged after `moment`; the seconds it took."""
-        if not any(t >= moment for t in self.ack_times):
-            reached = self.acked_after.setdefault(moment, asyncio.Event())
-            await asyncio.wait_for(reached.wait(), within)
-        return self.first_ack_after(moment)
 
     def record_ack(self, session_id: str, event_id: str, seq: int) -> None:
         self.acknowledged[session_id][event_id] = seq
-        now = time.monotonic()
-        self.ack_times.append(now)
-        for moment, reached in self.acked_after.items():
-            if now >= moment:
-                reached.set()
+        self.ack_times.append(time.monotonic())
 
 
 class Load:
@@ -200,9 +184,15 @@ class Load:
     def acknowledged(self) -> int:
         return sum(map(len, self.ledger.acknowledged.values()))
 
+    async def first_ack_after(self, moment: float, within: float = 30.0) -> float:
+        """Seconds from `moment` (time.monotonic()) to the first append acknowledged after it,
+        waiting for one."""
+        times = self.ledger.ack_times
+        await self._until(lambda: bool(times) and times[-1] >= moment, within)
+        return min(t for t in times if t >= moment) - moment
+
     async def _write(self, client: AsyncClient, session_id: str) -> None:
         number = 0
-        attempt = 0
         while not self._stop.is_set():
             event_id = event_id_of(session_id, number)
             try:
@@ -210,16 +200,14 @@ class Load:
                     session_id, {"type": "step", "event_id": event_id, "data": {"n": number}}
                 )
             except AgentstoreError as exc:
+                # The SDK resent it already, with its own backoff, until its retries or its
+                # timeout ran out: the writer sends the same id again at once.
                 if not is_transient(exc) and exc.code.name != "DEADLINE_EXCEEDED":
                     raise
                 self.ledger.retried[exc.code.name] = self.ledger.retried.get(exc.code.name, 0) + 1
                 async with self._progress:
                     self._progress.notify_all()
-                attempt += 1
-                # A backoff between resends, not a wait for anything: the same id goes again.
-                await asyncio.sleep(min(0.05 * attempt, 0.5))
                 continue
-            attempt = 0
             self.ledger.record_ack(session_id, event_id, result.seqs[0])
             number += 1
             async with self._progress:
@@ -235,15 +223,6 @@ class Load:
     async def _follow_feed(self, client: AsyncClient) -> None:
         async for event in client.follow(app_name=APP, give_up_after=None):
             self.ledger.feed[event.session_id].append((event.seq, event.event_id))
-            import base64
-
-            print(
-                "DEBUG feed",
-                event.session_id[-4:],
-                event.seq,
-                base64.urlsafe_b64decode(event.resume_token + "=" * (-len(event.resume_token) % 4)),
-                flush=True,
-            )
             async with self._progress:
                 self._progress.notify_all()
 
@@ -266,12 +245,8 @@ class Load:
                 for s in self.ledger.sessions
             )
 
-        async def followers_caught_up() -> None:
-            async with self._progress:
-                await self._progress.wait_for(caught_up)
-
         try:
-            await asyncio.wait_for(followers_caught_up(), within)
+            await self._until(caught_up, within)
         finally:
             for task in self._followers:
                 task.cancel()

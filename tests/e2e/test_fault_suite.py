@@ -79,7 +79,7 @@ async def run(
             await load.start()
             began = time.monotonic()
             ended = await fault(load, replicas)
-            first_append = await load.ledger.wait_for_ack_after(ended)
+            first_append = await load.first_ack_after(ended)
             await load.acknowledged_at_least(load.acknowledged() + 40)
             serving_again = await health.serving_again_after(ended)
             counts = await load.finish()

@@ -141,12 +141,7 @@ def handle_errors(handler: HandlerT) -> HandlerT:
             self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             labels = _method_labels(handler.__name__)
-            calls: OpenCalls = self.open_calls
-            with (
-                _call_log(handler.__name__, context) as outcome,
-                calls.track(),
-                _traced(self.tracing, handler.__name__, context, outcome),
-            ):
+            with _served(self, handler.__name__, context) as outcome:
                 try:
                     if request is UNDECODABLE:
                         raise undecodable_request()
@@ -155,13 +150,8 @@ def handle_errors(handler: HandlerT) -> HandlerT:
                         yield response
                 except grpc.aio.AbortError:
                     raise
-                except asyncio.CancelledError:
-                    if not calls.ending:
-                        raise
-                    calls.ended()
-                    await _abort(context, ServerShuttingDown(SHUTDOWN_MESSAGE), outcome)
-                except Exception as exc:
-                    await _abort(context, exc, outcome)
+                except (asyncio.CancelledError, Exception) as exc:
+                    await _end_failed(context, exc, self.open_calls, outcome)
 
         return cast(HandlerT, stream_wrapper)
 
@@ -170,12 +160,7 @@ def handle_errors(handler: HandlerT) -> HandlerT:
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         labels = _method_labels(handler.__name__)
-        calls: OpenCalls = self.open_calls
-        with (
-            _call_log(handler.__name__, context) as outcome,
-            calls.track(),
-            _traced(self.tracing, handler.__name__, context, outcome),
-        ):
+        with _served(self, handler.__name__, context) as outcome:
             try:
                 if request is UNDECODABLE:
                     raise undecodable_request()
@@ -186,15 +171,42 @@ def handle_errors(handler: HandlerT) -> HandlerT:
                 return response
             except grpc.aio.AbortError:
                 raise
-            except asyncio.CancelledError:
-                if not calls.ending:
-                    raise
-                calls.ended()
-                await _abort(context, ServerShuttingDown(SHUTDOWN_MESSAGE), outcome)
-            except Exception as exc:
-                await _abort(context, exc, outcome)
+            except (asyncio.CancelledError, Exception) as exc:
+                await _end_failed(context, exc, self.open_calls, outcome)
 
     return cast(HandlerT, unary_wrapper)
+
+
+@contextlib.contextmanager
+def _served(
+    servicer: Any, method: str, context: grpc.aio.ServicerContext[Any, Any]
+) -> Iterator[list[grpc.StatusCode]]:
+    """What every call runs within: its log line and request id, its place among the
+    servicer's open calls, and its span when tracing is on. Yields where the call's code
+    goes (empty: OK)."""
+    with (
+        _call_log(method, context) as outcome,
+        servicer.open_calls.track(),
+        _traced(servicer.tracing, method, context, outcome),
+    ):
+        yield outcome
+
+
+async def _end_failed(
+    context: grpc.aio.ServicerContext[Any, Any],
+    error: BaseException,
+    calls: OpenCalls,
+    outcome: list[grpc.StatusCode],
+) -> None:
+    """End a call that raised `error` with its status. A cancellation is the call's end
+    (raised again), unless the stopping server is ending its open calls: UNAVAILABLE then."""
+    if isinstance(error, asyncio.CancelledError):
+        if not calls.ending:
+            raise error
+        calls.ended()
+        error = ServerShuttingDown(SHUTDOWN_MESSAGE)
+    assert isinstance(error, Exception)
+    await _abort(context, error, outcome)
 
 
 _UNTRACED = contextlib.nullcontext()

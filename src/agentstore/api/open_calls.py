@@ -40,9 +40,7 @@ class OpenCalls:
     def track(self) -> Iterator[None]:
         """Counts the current task (the one serving a call) as open while the block runs."""
         task = asyncio.current_task()
-        if task is None:  # not served by grpc's event loop: nothing to end
-            yield
-            return
+        assert task is not None  # grpc.aio serves every call in a task
         self._tasks.add(task)
         for waiter in self._waiters:
             if len(self._tasks) >= waiter[0] and not waiter[1].done():
@@ -70,9 +68,6 @@ class OpenCalls:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.discard(task)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
     async def reach(self, count: int) -> None:
         """Returns once `count` calls are open at the same time (for an operator's or a

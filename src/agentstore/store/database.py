@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 CONFIGURE = query("connection", "configure")
 PING = query("connection", "ping")
 LIMIT_STATEMENTS = query("connection", "limit_statements")
-LIMIT_STATEMENTS = query("connection", "limit_statements")
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -89,7 +88,7 @@ class Database:
         # past it here too, for a database too frozen to stop anything.
         self._call_timeout = call_timeout
         # How many times the database was used (connection() blocks): what a replica costs
-        # the database, for tests and, later, metrics.
+        # the database (agentstore_database_uses_total).
         self.uses = 0
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
