@@ -20,10 +20,12 @@ from agentstore.v1 import event_pb2, session_pb2, session_service_pb2
 
 __all__ = [
     "append_request_fields",
+    "epoch_parts",
     "event_to_proto",
     "fill_event",
     "fill_search_hit",
     "fill_session",
+    "kept_encoding",
     "optional_time",
     "removal_fields",
     "removal_to_proto",
@@ -166,11 +168,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    seconds, nanos = _epoch_parts(value)
+    seconds, nanos = epoch_parts(value)
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
-def _epoch_parts(value: datetime) -> tuple[int, int]:
+def epoch_parts(value: datetime) -> tuple[int, int]:
     """Timestamp.FromDatetime's (seconds, nanos), computed directly: that method is pure
     Python and was a tenth of the CPU of a server streaming live events. Naive values are
     taken as UTC."""
@@ -287,7 +289,28 @@ def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
             if event.HasField("create_time")
             else None
         ),
+        # Last: it changes the message.
+        "encoded": kept_encoding(event),
     }
+
+
+# Fields the store sets, or a read adds (api/event_encoding.py), never kept from an append.
+_SET_ON_READ = ("event_id", "session_id", "seq", "position", "create_time", "resume_token")
+
+
+def kept_encoding(message: event_pb2.Event) -> bytes:
+    """The encoding an appended event keeps: `message` (a request's event, changed in place:
+    read everything else of it first) without the fields set on read, and without what the
+    columns could not give back either (an empty content or actions, fields this server does
+    not know), so that a kept event reads exactly as one built from its columns."""
+    for name in _SET_ON_READ:
+        message.ClearField(name)
+    if message.HasField("content") and not (message.content.role or message.content.text):
+        message.ClearField("content")
+    if message.HasField("actions") and not message.actions.ListFields():
+        message.ClearField("actions")
+    message.DiscardUnknownFields()
+    return message.SerializeToString()
 
 
 def append_request_fields(
@@ -300,10 +323,11 @@ def append_request_fields(
     admin (an import)."""
     if isinstance(request, Undecodable):
         raise undecodable_request()
+    size_bytes = request.ByteSize()  # before _event_fields changes the events
     return {
         "session_id": request.session_id,
         "events": [_event_fields(event, position) for position, event in enumerate(request.events)],
-        "size_bytes": request.ByteSize(),
+        "size_bytes": size_bytes,
         "expected_last_seq": (
             request.expected_last_seq if request.HasField("expected_last_seq") else None
         ),
@@ -347,17 +371,18 @@ def fill_event(message: event_pb2.Event, event: Event) -> event_pb2.Event:
     message.agent_id = event.agent_id
     message.branch = event.branch
     create_time = message.create_time
-    create_time.seconds, create_time.nanos = _epoch_parts(event.create_time)
+    create_time.seconds, create_time.nanos = epoch_parts(event.create_time)
     if event.content_role or event.content_text:
         message.content.role = event.content_role
         message.content.text = event.content_text
+    # _present: an empty object is still one, as in an event's kept encoding.
     if event.data is not None:
-        _fill_struct(message.data, event.data)
+        _fill_struct(_present(message.data), event.data)
     if event.actions:
         for name, delta in event.actions.items():
-            _fill_struct(getattr(message.actions, name), delta)
+            _fill_struct(_present(getattr(message.actions, name)), delta)
     if event.metadata is not None:
-        _fill_struct(message.metadata, event.metadata)
+        _fill_struct(_present(message.metadata), event.metadata)
     return message
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from agentstore.domain.limits import RESPONSE_BUDGET_BYTES
 from agentstore.service.paging import Page
 
-__all__ = ["RESPONSE_BUDGET_BYTES", "encode_page", "fill_within_budget"]
+__all__ = ["RESPONSE_BUDGET_BYTES", "encode_page", "entries_within_budget", "fill_within_budget"]
 
 ItemT = TypeVar("ItemT")
 # A repeated field's tag and length prefix, per item.
@@ -40,6 +40,18 @@ def fill_within_budget(
             del repeated[-1]
             return count
     return len(items)
+
+
+def entries_within_budget(entries: Sequence[bytes], budget: int) -> int:
+    """How many of `entries` (items encoded as the elements of a repeated field, as events
+    are: api/event_encoding.py), from the first, fit in `budget` bytes; the first always
+    does, as in fill_within_budget."""
+    total = 0
+    for count, entry in enumerate(entries):
+        total += len(entry)
+        if total > budget and count > 0:
+            return count
+    return len(entries)
 
 
 def encode_page(

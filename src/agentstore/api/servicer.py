@@ -10,11 +10,11 @@ import grpc
 
 from agentstore.api.auth import Authenticator
 from agentstore.api.errors import handle_errors
+from agentstore.api.event_encoding import encode_event_page
 from agentstore.api.mapping import (
     append_ack_to_proto,
     append_request_fields,
     duration_to_timedelta,
-    fill_event,
     fill_search_hit,
     fill_session,
     optional_time,
@@ -288,8 +288,7 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
             page_size_requested=request.page_size,
             page_token=request.page_token,
         )
-        response = session_service_pb2.ListEventsResponse()
-        return encode_page(response, response.events, page, fill_event)
+        return encode_event_page(page)
 
     @handle_errors
     async def GetSessionStats(

@@ -106,6 +106,9 @@ class NewEvent(_Input):
     # Kept instead of the commit's time (an import); only an admin may set it.
     create_time: KeptTime | None = None
     size_bytes: int = 0
+    # The event's own fields as the API encoded them, kept with it for reads to send as they
+    # are (events.encoded in schema.sql). Opaque here; None keeps nothing.
+    encoded: bytes | None = None
 
 
 class AppendMessage(_Input):
@@ -152,6 +155,11 @@ class Event(NamedTuple):
     actions: dict[str, Any] | None
     metadata: dict[str, Any] | None
     create_time: datetime
+    # The encoding kept from its append (NewEvent.encoded). Where a read has it, it leaves
+    # content_text, data, actions and metadata out ('' and None): decoding them was most of
+    # the read's cost, and `encoded` holds them. Reads that need them (search, removal)
+    # return full events without it.
+    encoded: bytes | None = None
 
 
 class EventFilter(_Input):

@@ -90,6 +90,7 @@ class EventFields(TypedDict):
     actions: dict[str, dict[str, Any]] | None
     metadata: dict[str, Any] | None
     create_time: datetime | None
+    encoded: bytes | None
 
 
 class AppendFields(TypedDict):

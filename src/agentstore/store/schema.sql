@@ -148,6 +148,14 @@ CREATE TABLE events (
     create_time   timestamptz NOT NULL DEFAULT now(),
     -- What Search matches: see search_document() below.
     search_vector tsvector GENERATED ALWAYS AS (search_document(content_text, data)) STORED,
+    -- The event's own fields (type, author, invocation_id, agent_id, branch, content, data,
+    -- actions, metadata) in the encoding of the API's Event message, made once at append:
+    -- reads send it as it is, with the fields the store sets (event_id, session_id, seq,
+    -- position, create_time) encoded after it, where rebuilding each event from the columns
+    -- above took most of a replay's time. Opaque to the store; the columns stay what search,
+    -- filters, state and counters use. NULL for events written by the server itself (removal
+    -- notices) and for those appended before migration 0011: they are built from the columns.
+    encoded       bytea,
     CONSTRAINT events_pkey PRIMARY KEY (session_id, seq),
     CONSTRAINT events_session_event_id_key UNIQUE (session_id, event_id),
     CONSTRAINT events_session_id_fkey FOREIGN KEY (session_id)
@@ -160,6 +168,20 @@ CREATE INDEX events_app_feed_idx ON events (app_name, tx_id, position);
 CREATE INDEX events_app_user_feed_idx ON events (app_name, user_id, tx_id, position);
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
+
+-- What replay, live reads and ListEvents read: an event with a kept encoding leaves out the
+-- columns it holds (content_text, data, actions, metadata), which the reader would only
+-- decode to encode them again; the others stay, for filters and for what the server reads
+-- of every event (its type, seq, position, session).
+CREATE VIEW event_reads AS
+SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
+       content_role,
+       CASE WHEN encoded IS NULL THEN content_text ELSE '' END AS content_text,
+       CASE WHEN encoded IS NULL THEN data END AS data,
+       CASE WHEN encoded IS NULL THEN actions END AS actions,
+       CASE WHEN encoded IS NULL THEN metadata END AS metadata,
+       create_time, encoded, app_name, user_id, tx_id
+FROM events;
 
 -- A live session is neither soft-deleted nor expired; everything else reads as not found.
 CREATE FUNCTION session_is_live(delete_time timestamptz, expire_time timestamptz)

@@ -12,6 +12,7 @@
 --              invocation_id, agent_id, branch, content_role (null without content),
 --              content_text, data, actions, metadata, create_time (null: now; an import's
 --              kept time otherwise)}
+--   encodings: bytea[], the kept encoding of each event (events.encoded), by `number`
 -- It returns one row per message up to and including the first that cannot be written,
 -- which carries the failure; every message before it is written, it and those after are not.
 -- A row has the message's counts, the session's last_seq and version after it, and the seq
@@ -169,10 +170,10 @@ WITH msg AS (
 ), inserted AS (
     INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
                         invocation_id, agent_id, branch, content_role, content_text, data,
-                        actions, metadata, create_time)
+                        actions, metadata, create_time, encoded)
     SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
            agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata,
-           COALESCE(create_time, now())
+           COALESCE(create_time, now()), (%(encodings)b::bytea[])[number]
     FROM kept
 ), counts AS (
     SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
@@ -244,8 +245,8 @@ WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app
 -- {beyond} >, and DESC with <. Run unprepared, so that the planner drops the empty filters
 -- and walks the (session_id, seq) key in order.
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time
-FROM events
+       content_role, content_text, data, actions, metadata, create_time, encoded
+FROM event_reads AS events
 WHERE session_id = %(session_id)s
   AND seq > %(after_seq)s
   AND (%(before_seq)s = 0 OR seq < %(before_seq)s)
@@ -263,8 +264,8 @@ LIMIT %(limit)s;
 -- name: read_after
 -- Replay and live reads of one session: the events after a seq, in order.
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time
-FROM events
+       content_role, content_text, data, actions, metadata, create_time, encoded
+FROM event_reads AS events
 WHERE session_id = %(session_id)s AND seq > %(after_seq)s AND in_scope(app_name, %(apps)s)
 ORDER BY seq LIMIT %(limit)s;
 
@@ -274,9 +275,9 @@ ORDER BY seq LIMIT %(limit)s;
 -- earlier position but commits later is never skipped: its events only become readable once
 -- nothing before them is pending.
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time,
+       content_role, content_text, data, actions, metadata, create_time, encoded,
        tx_id::text AS tx_id
-FROM events
+FROM event_reads AS events
 WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
   AND (tx_id, position) > (%(after_tx)s::xid8, %(after_position)s)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -354,7 +355,7 @@ WITH locked AS (
     WHERE e.session_id = %(session_id)s AND e.seq = target.seq
     RETURNING e.session_id, e.seq, e.event_id, e.position, e.type, e.author, e.invocation_id,
               e.agent_id, e.branch, e.content_role, e.content_text, e.data, e.actions,
-              e.metadata, e.create_time
+              e.metadata, e.create_time, e.encoded
 ), ranges AS (
     -- Runs of consecutive seqs: a seq less its rank is the same along a run.
     SELECT min(seq) AS first, max(seq) AS last

@@ -35,6 +35,7 @@ WITH candidates AS (
 )
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
        content_role, content_text, data, actions, metadata, create_time,
+       NULL::bytea AS encoded,  -- a hit is built from its columns, with its snippet
        score,
        ts_headline('english', content_text, websearch_to_tsquery('english', %(query)s),
                    'StartSel=<b>, StopSel=</b>, MaxWords=30, MinWords=12, MaxFragments=2')
