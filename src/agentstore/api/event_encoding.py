@@ -1,13 +1,14 @@
 """Events as bytes on the wire, made once.
 
-An appended event keeps the encoding of its own fields (mapping.kept_encoding, stored
-as events.encoded). A read sends those bytes as they are, with the fields the store set
-(event_id, session_id, seq, position, create_time) and a feed's resume token encoded after
-them (`event_entries`): the protobuf wire format reads a field wherever it comes, so the
-concatenation is the whole Event. Rebuilding each event's Structs from its JSON columns, then
-encoding them, was most of the time of loading a session's history. Events without a kept
-encoding (the server's removal notices, events appended before it was kept) are built from
-their columns by `fill_event`, the one mapping; a test checks both give the same messages.
+An appended event keeps the encoding of its own fields but its content (mapping.kept_encoding,
+stored as events.encoded). A read sends those bytes as they are, with the content (kept once,
+in its columns) and the fields the store set (event_id, session_id, seq, position,
+create_time) and a feed's resume token encoded after them (`event_entries`): the protobuf
+wire format reads a field wherever it comes, so the concatenation is the whole Event.
+Rebuilding each event's Structs from its JSON columns, then encoding them, was most of the
+time of loading a session's history. Events without a kept encoding (the server's removal
+notices, events appended before it was kept) are built from their columns by `fill_event`,
+the one mapping; a test checks both give the same messages.
 
 The entries are elements of a repeated `events` field: field 1 of both StreamEventsResponse
 and ListEventsResponse, so a response is its entries followed by its other fields."""
@@ -38,6 +39,8 @@ _SEQ_TAG = bytes([_NUMBERS["seq"] << 3 | _VARINT])
 _POSITION_TAG = bytes([_NUMBERS["position"] << 3 | _VARINT])
 _CREATE_TIME_TAG = bytes([_NUMBERS["create_time"] << 3 | _LENGTH_DELIMITED])
 _RESUME_TOKEN_TAG = bytes([_NUMBERS["resume_token"] << 3 | _LENGTH_DELIMITED])
+_CONTENT_TAG = bytes([_NUMBERS["content"] << 3 | _LENGTH_DELIMITED])
+_ROLE_TAG, _TEXT_TAG = b"\x0a", b"\x12"  # Content's fields 1 and 2, both strings
 _SECONDS_TAG, _NANOS_TAG = b"\x08", b"\x10"  # google.protobuf.Timestamp's fields 1 and 2
 _ENTRY_TAG = bytes([EVENTS_FIELD << 3 | _LENGTH_DELIMITED])
 _UINT64 = (1 << 64) - 1
@@ -71,6 +74,7 @@ def event_entries(events: Sequence[Event], tokens: Sequence[str] = ()) -> list[b
             body = b"".join(
                 (
                     encoded,
+                    _content_field(event.content_role, event.content_text),
                     _string_field(_EVENT_ID_TAG, event.event_id),
                     session_field,
                     _SEQ_TAG,
@@ -106,6 +110,14 @@ def _timestamp_field(value: datetime) -> bytes:
         )
     )
     return _CREATE_TIME_TAG + _varint(len(timestamp)) + timestamp
+
+
+def _content_field(role: str, text: str) -> bytes:
+    # Set when either is, as fill_event does.
+    if not (role or text):
+        return b""
+    content = _string_field(_ROLE_TAG, role) + _string_field(_TEXT_TAG, text)
+    return _CONTENT_TAG + _varint(len(content)) + content
 
 
 def _string_field(tag: bytes, value: str) -> bytes:

@@ -294,19 +294,21 @@ def _event_fields(event: event_pb2.Event, position: int) -> EventFields:
     }
 
 
-# Fields the store sets, or a read adds (api/event_encoding.py), never kept from an append.
-_SET_ON_READ = ("event_id", "session_id", "seq", "position", "create_time", "resume_token")
+# Fields the store sets, or a read adds (api/event_encoding.py), never kept from an append;
+# and the content, whose text is most of an event and is kept once, in its columns, which
+# search reads.
+_SET_ON_READ = (
+    "event_id", "session_id", "seq", "position", "create_time", "resume_token", "content",
+)  # fmt: skip
 
 
 def kept_encoding(message: event_pb2.Event) -> bytes:
     """The encoding an appended event keeps: `message` (a request's event, changed in place:
     read everything else of it first) without the fields set on read, and without what the
-    columns could not give back either (an empty content or actions, fields this server does
-    not know), so that a kept event reads exactly as one built from its columns."""
+    columns could not give back either (an empty actions, fields this server does not know),
+    so that a kept event reads exactly as one built from its columns."""
     for name in _SET_ON_READ:
         message.ClearField(name)
-    if message.HasField("content") and not (message.content.role or message.content.text):
-        message.ClearField("content")
     if message.HasField("actions") and not message.actions.ListFields():
         message.ClearField("actions")
     message.DiscardUnknownFields()

@@ -156,9 +156,8 @@ class Event(NamedTuple):
     metadata: dict[str, Any] | None
     create_time: datetime
     # The encoding kept from its append (NewEvent.encoded). Where a read has it, it leaves
-    # content_text, data, actions and metadata out ('' and None): decoding them was most of
-    # the read's cost, and `encoded` holds them. Reads that need them (search, removal)
-    # return full events without it.
+    # data, actions and metadata out (None): decoding them was most of the read's cost, and
+    # `encoded` holds them. Reads that need them (search, removal) return full events.
     encoded: bytes | None = None
 
 

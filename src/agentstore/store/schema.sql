@@ -148,13 +148,14 @@ CREATE TABLE events (
     create_time   timestamptz NOT NULL DEFAULT now(),
     -- What Search matches: see search_document() below.
     search_vector tsvector GENERATED ALWAYS AS (search_document(content_text, data)) STORED,
-    -- The event's own fields (type, author, invocation_id, agent_id, branch, content, data,
-    -- actions, metadata) in the encoding of the API's Event message, made once at append:
-    -- reads send it as it is, with the fields the store sets (event_id, session_id, seq,
-    -- position, create_time) encoded after it, where rebuilding each event from the columns
-    -- above took most of a replay's time. Opaque to the store; the columns stay what search,
-    -- filters, state and counters use. NULL for events written by the server itself (removal
-    -- notices) and for those appended before migration 0011: they are built from the columns.
+    -- The event's own fields but its content (type, author, invocation_id, agent_id,
+    -- branch, data, actions, metadata) in the encoding of the API's Event message, made once
+    -- at append: reads send it as it is, with the content and the fields the store sets
+    -- (event_id, session_id, seq, position, create_time) encoded after it, where rebuilding
+    -- each event from the columns above took most of a replay's time. Opaque to the store;
+    -- the columns stay what search, filters, state and counters use. NULL for events written
+    -- by the server itself (removal notices) and for those appended before migration 0011:
+    -- they are built from the columns.
     encoded       bytea,
     CONSTRAINT events_pkey PRIMARY KEY (session_id, seq),
     CONSTRAINT events_session_event_id_key UNIQUE (session_id, event_id),
@@ -170,13 +171,13 @@ CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
 
 -- What replay, live reads and ListEvents read: an event with a kept encoding leaves out the
--- columns it holds (content_text, data, actions, metadata), which the reader would only
--- decode to encode them again; the others stay, for filters and for what the server reads
--- of every event (its type, seq, position, session).
+-- columns it holds (data, actions, metadata), which the reader would only decode to encode
+-- them again; the others stay, for filters and for what the server reads of every event
+-- (its type, seq, position, session, content).
 CREATE VIEW event_reads AS
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
        content_role,
-       CASE WHEN encoded IS NULL THEN content_text ELSE '' END AS content_text,
+       content_text,
        CASE WHEN encoded IS NULL THEN data END AS data,
        CASE WHEN encoded IS NULL THEN actions END AS actions,
        CASE WHEN encoded IS NULL THEN metadata END AS metadata,

@@ -4,13 +4,13 @@
 ALTER TABLE events ADD COLUMN encoded bytea;
 
 -- What replay, live reads and ListEvents read: an event with a kept encoding leaves out the
--- columns it holds (content_text, data, actions, metadata), which the reader would only
--- decode to encode them again; the others stay, for filters and for what the server reads
--- of every event (its type, seq, position, session).
+-- columns it holds (data, actions, metadata), which the reader would only decode to encode
+-- them again; the others stay, for filters and for what the server reads of every event
+-- (its type, seq, position, session, content).
 CREATE VIEW event_reads AS
 SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
        content_role,
-       CASE WHEN encoded IS NULL THEN content_text ELSE '' END AS content_text,
+       content_text,
        CASE WHEN encoded IS NULL THEN data END AS data,
        CASE WHEN encoded IS NULL THEN actions END AS actions,
        CASE WHEN encoded IS NULL THEN metadata END AS metadata,

@@ -173,8 +173,12 @@ WITH msg AS (
                         actions, metadata, create_time, encoded)
     SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
            agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata,
-           COALESCE(create_time, now()), (%(encodings)b::bytea[])[number]
+           COALESCE(create_time, now()), kept_encoding.encoded
     FROM kept
+    -- Joined, not subscripted: finding the nth element of an array of variable-length
+    -- values walks the elements before it, every time.
+    JOIN unnest(%(encodings)b::bytea[]) WITH ORDINALITY AS kept_encoding(encoded, number)
+        USING (number)
 ), counts AS (
     SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
            sum(length(content_text)) AS text_chars,
