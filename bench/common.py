@@ -117,11 +117,12 @@ class Stopwatch:
 
 
 @contextlib.asynccontextmanager
-async def running_grpc_baseline() -> AsyncIterator[str]:
-    """bench/grpc_baseline.py in its own process; yields its address."""
+async def running_grpc_baseline(*flags: str) -> AsyncIterator[str]:
+    """bench/grpc_baseline.py in its own process, with `flags`; yields its address."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.grpc_baseline", stdout=asyncio.subprocess.PIPE, cwd=ROOT
-    )
+        sys.executable, "-m", "bench.grpc_baseline", *flags,
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
     assert process.stdout is not None
     line = (await process.stdout.readline()).decode()
     if not line.startswith("listening on "):

@@ -8,6 +8,10 @@ the floor measured in the same run: the PostgreSQL part (psycopg on one connecti
 in autocommit, an UPDATE, a SELECT by key) plus the gRPC part (a bare grpc.aio server in its
 own process: a unary round trip, or one message and its answer on an open bidirectional
 stream). Target: each p50 within 1.5x of its floor.
+
+Also printed, as a second floor: the same bare server doing the same database round trip in
+its handler (`one process`), which on this machine costs more than the two parts measured
+apart; the distance from it is what agentstore itself adds.
 """
 
 from __future__ import annotations
@@ -107,6 +111,32 @@ async def grpc_floors(calls: int) -> dict[str, list[float]]:
         return {"unary": unary, "bidi": bidi}
 
 
+async def one_process_floors(database_url: str, calls: int) -> dict[str, list[float]]:
+    """The bare grpc.aio server doing each call's database round trip itself (after
+    postgres_floors made its table): what one process serving both costs."""
+    async with (
+        running_grpc_baseline("--database-url", database_url) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        stub = SessionServiceStub(channel)
+        pipe = Pipe(stub.AppendStream)
+        message = pb.AppendStreamRequest(session_id="s", events=[event_pb2.Event(type="t")])
+        results = {
+            "bidi + INSERT": await timed(calls, lambda n: pipe.round_trip(message)),
+            "unary + INSERT": await timed(
+                calls, lambda n: stub.CreateSession(pb.CreateSessionRequest(app_name="a"))
+            ),
+            "unary + UPDATE": await timed(
+                calls, lambda n: stub.UpdateSession(pb.UpdateSessionRequest(session_id="s"))
+            ),
+            "unary + SELECT": await timed(
+                calls, lambda n: stub.GetSession(pb.GetSessionRequest(session_id="s"))
+            ),
+        }
+        pipe.close()
+        return results
+
+
 def one_event(n: int) -> event_pb2.Event:
     return event_pb2.Event(
         type="message",
@@ -203,6 +233,7 @@ async def main() -> None:
     async with scratch_database(arguments.database_url) as database_url:
         postgres = await postgres_floors(database_url, calls)
         grpc_part = await grpc_floors(calls)
+        together = await one_process_floors(database_url, calls)
         ours = await agentstore_calls(database_url, calls)
     floors = {
         "psycopg INSERT (autocommit)": postgres["insert"],
@@ -210,6 +241,10 @@ async def main() -> None:
         "psycopg SELECT by key": postgres["select"],
         "bare grpc.aio unary round trip": grpc_part["unary"],
         "bare grpc.aio bidi message round trip": grpc_part["bidi"],
+        "one process: bidi message + INSERT": together["bidi + INSERT"],
+        "one process: unary + INSERT": together["unary + INSERT"],
+        "one process: unary + UPDATE": together["unary + UPDATE"],
+        "one process: unary + SELECT": together["unary + SELECT"],
     }
     print(f"{calls:,} calls each after {WARM_UP} to warm up; milliseconds\n")
     print(f"{'floor':58} {'p50':>7} {'p99':>7}")
@@ -228,10 +263,23 @@ async def main() -> None:
         + p50_of["bare grpc.aio unary round trip"],
         "GetSession": p50_of["psycopg SELECT by key"] + p50_of["bare grpc.aio unary round trip"],
     }
-    print(f"\n{'agentstore':58} {'p50':>7} {'p99':>7} {'floor':>7} {'ratio':>6}")
+    one_process_of = {
+        "AppendStream, one event, awaited": p50_of["one process: bidi message + INSERT"],
+        "AppendEvents call, one message of one event": p50_of["one process: unary + INSERT"],
+        "CreateSession": p50_of["one process: unary + INSERT"],
+        "UpdateSession (state delta)": p50_of["one process: unary + UPDATE"],
+        "GetSession": p50_of["one process: unary + SELECT"],
+    }
+    print(
+        f"\n{'agentstore':44} {'p50':>7} {'p99':>7} {'floor':>7} {'ratio':>6}"
+        f" {'one process':>12} {'ratio':>6}"
+    )
     for name, durations in ours.items():
         p50, p99 = percentiles(durations)
-        print(f"{name:58} {p50:7.2f} {p99:7.2f} {floor_of[name]:7.2f} {p50 / floor_of[name]:6.2f}")
+        print(
+            f"{name:44} {p50:7.2f} {p99:7.2f} {floor_of[name]:7.2f} {p50 / floor_of[name]:6.2f}"
+            f" {one_process_of[name]:12.2f} {p50 / one_process_of[name]:6.2f}"
+        )
 
 
 if __name__ == "__main__":
