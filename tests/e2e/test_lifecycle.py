@@ -315,6 +315,17 @@ async def test_a_server_runs_as_a_role_that_may_only_read_and_write_rows(
             stub = SessionServiceStub(channel)
             session = await stub.CreateSession(pb.CreateSessionRequest(app_name="least"))
             await append(stub, message(session.id, [event("written by the server role")]))
+            # And read back by every path, the kept encoding's too.
+            replay = [
+                e.content.text
+                async for r in stub.StreamEvents(pb.StreamEventsRequest(session_id=session.id))
+                for e in r.events
+            ]
+            page = await stub.ListEvents(pb.ListEventsRequest(session_id=session.id))
+            feed = stub.StreamEvents(pb.StreamEventsRequest(app_name="least"))
+            fed = [e.content.text async for r in feed for e in r.events]
+            assert replay == [e.content.text for e in page.events] == fed
+            assert replay == ["written by the server role"]
         assert await server.stop() == 0, server.log.decode()
     finally:
         await admin.execute(

@@ -44,14 +44,12 @@ APPEND_ATTEMPTS = 10
 
 APPEND_EVENTS = query("events", "append_events")
 SELECT_LIVE_SESSION = query("events", "select_live_session")
-LIST_EVENTS_ASCENDING = (
-    query("events", "list_events").replace("{direction}", "ASC").replace("{beyond}", ">")
-)
-LIST_EVENTS_DESCENDING = (
-    query("events", "list_events").replace("{direction}", "DESC").replace("{beyond}", "<")
-)
-READ_AFTER = query("events", "read_after")
-READ_FEED = query("events", "read_feed")
+EVENT_READ_COLUMNS = query("events", "event_read_columns")
+LIST_EVENTS = query("events", "list_events").replace("{event_read_columns}", EVENT_READ_COLUMNS)
+LIST_EVENTS_ASCENDING = LIST_EVENTS.replace("{direction}", "ASC").replace("{beyond}", ">")
+LIST_EVENTS_DESCENDING = LIST_EVENTS.replace("{direction}", "DESC").replace("{beyond}", "<")
+READ_AFTER = query("events", "read_after").replace("{event_read_columns}", EVENT_READ_COLUMNS)
+READ_FEED = query("events", "read_feed").replace("{event_read_columns}", EVENT_READ_COLUMNS)
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")

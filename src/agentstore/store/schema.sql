@@ -170,20 +170,6 @@ CREATE INDEX events_app_user_feed_idx ON events (app_name, user_id, tx_id, posit
 CREATE INDEX events_create_time_idx ON events (create_time);
 CREATE INDEX events_search_idx ON events USING gin (search_vector);
 
--- What replay, live reads and ListEvents read: an event with a kept encoding leaves out the
--- columns it holds (data, actions, metadata), which the reader would only decode to encode
--- them again; the others stay, for filters and for what the server reads of every event
--- (its type, seq, position, session, content).
-CREATE VIEW event_reads AS
-SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role,
-       content_text,
-       CASE WHEN encoded IS NULL THEN data END AS data,
-       CASE WHEN encoded IS NULL THEN actions END AS actions,
-       CASE WHEN encoded IS NULL THEN metadata END AS metadata,
-       create_time, encoded, app_name, user_id, tx_id
-FROM events;
-
 -- A live session is neither soft-deleted nor expired; everything else reads as not found.
 CREATE FUNCTION session_is_live(delete_time timestamptz, expire_time timestamptz)
 RETURNS boolean

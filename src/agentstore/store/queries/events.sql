@@ -243,14 +243,27 @@ ORDER BY judged.message;
 SELECT 1 FROM sessions
 WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
 
+-- name: event_read_columns
+-- Not a statement: the select list of replay, live reads and ListEvents (read_after,
+-- read_feed, list_events put it in place of {event_read_columns}), the columns of an event in
+-- event_from_row's order. An event with a kept encoding leaves out the columns it holds
+-- (data, actions, metadata), which the reader would only decode to encode them again; the
+-- others stay, for what the server reads of every event. (A view would say it once too, but
+-- a role that may only read the tables, as docs/operations.md sets one up, could not read it.)
+events.session_id, events.seq, events.event_id, events.position, events.type, events.author,
+events.invocation_id, events.agent_id, events.branch, events.content_role, events.content_text,
+CASE WHEN events.encoded IS NULL THEN events.data END AS data,
+CASE WHEN events.encoded IS NULL THEN events.actions END AS actions,
+CASE WHEN events.encoded IS NULL THEN events.metadata END AS metadata,
+events.create_time, events.encoded
+
 -- name: list_events
 -- A session's events matching the filters (empty ones match everything), strictly after the
 -- cursor in the page order. Two statements are made from this text: {direction} ASC with
 -- {beyond} >, and DESC with <. Run unprepared, so that the planner drops the empty filters
 -- and walks the (session_id, seq) key in order.
-SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time, encoded
-FROM event_reads AS events
+SELECT {event_read_columns}
+FROM events
 WHERE session_id = %(session_id)s
   AND seq > %(after_seq)s
   AND (%(before_seq)s = 0 OR seq < %(before_seq)s)
@@ -267,9 +280,8 @@ LIMIT %(limit)s;
 
 -- name: read_after
 -- Replay and live reads of one session: the events after a seq, in order.
-SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time, encoded
-FROM event_reads AS events
+SELECT {event_read_columns}
+FROM events
 WHERE session_id = %(session_id)s AND seq > %(after_seq)s AND in_scope(app_name, %(apps)s)
 ORDER BY seq LIMIT %(limit)s;
 
@@ -278,10 +290,9 @@ ORDER BY seq LIMIT %(limit)s;
 -- only from transactions older than every one still running, so a transaction that took an
 -- earlier position but commits later is never skipped: its events only become readable once
 -- nothing before them is pending.
-SELECT session_id, seq, event_id, position, type, author, invocation_id, agent_id, branch,
-       content_role, content_text, data, actions, metadata, create_time, encoded,
+SELECT {event_read_columns},
        tx_id::text AS tx_id
-FROM event_reads AS events
+FROM events
 WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
   AND (tx_id, position) > (%(after_tx)s::xid8, %(after_position)s)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
