@@ -221,7 +221,10 @@ async def test_stalled_streams_do_not_exhaust_the_pool(throwaway: Cluster) -> No
             stub = SessionServiceStub(channel)
             session = await stub.CreateSession(pb.CreateSessionRequest(app_name="stalled"))
             big = [event("x" * 1000) for _ in range(500)]
-            await stub.AppendEvents(iter([message(session.id, big) for _ in range(10)]))
+            # A call each: ten such messages in one call commit in one statement, 5 MB, which
+            # on a loaded machine outlasted the 2 s these servers give a database call.
+            for _ in range(10):
+                await stub.AppendEvents(iter([message(session.id, big)]))
             stalled = [
                 stub.StreamEvents(pb.StreamEventsRequest(session_id=session.id, follow=True))
                 for _ in range(12)
