@@ -16,7 +16,7 @@ and ListEventsResponse, so a response is its entries followed by its other field
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from agentstore.api.mapping import epoch_parts, fill_event
 from agentstore.api.response_budget import RESPONSE_BUDGET_BYTES, entries_within_budget
@@ -24,12 +24,12 @@ from agentstore.domain.events import Event
 from agentstore.service.paging import Page
 from agentstore.v1 import event_pb2, session_service_pb2
 
-__all__ = ["EVENTS_FIELD", "encode_event_page", "event_entries"]
+__all__ = ["encode_event_page", "event_entries"]
 
 # The number of `events` in the responses that carry entries; checked at import below.
-EVENTS_FIELD = 1
+_EVENTS_FIELD = 1
 for _response in (session_service_pb2.StreamEventsResponse, session_service_pb2.ListEventsResponse):
-    assert _response.DESCRIPTOR.fields_by_name["events"].number == EVENTS_FIELD
+    assert _response.DESCRIPTOR.fields_by_name["events"].number == _EVENTS_FIELD
 
 _NUMBERS = {field.name: field.number for field in event_pb2.Event.DESCRIPTOR.fields}
 _LENGTH_DELIMITED, _VARINT = 2, 0
@@ -42,9 +42,8 @@ _RESUME_TOKEN_TAG = bytes([_NUMBERS["resume_token"] << 3 | _LENGTH_DELIMITED])
 _CONTENT_TAG = bytes([_NUMBERS["content"] << 3 | _LENGTH_DELIMITED])
 _ROLE_TAG, _TEXT_TAG = b"\x0a", b"\x12"  # Content's fields 1 and 2, both strings
 _SECONDS_TAG, _NANOS_TAG = b"\x08", b"\x10"  # google.protobuf.Timestamp's fields 1 and 2
-_ENTRY_TAG = bytes([EVENTS_FIELD << 3 | _LENGTH_DELIMITED])
+_ENTRY_TAG = bytes([_EVENTS_FIELD << 3 | _LENGTH_DELIMITED])
 _UINT64 = (1 << 64) - 1
-_NO_TIME = datetime.min.replace(tzinfo=UTC)  # no event's: Timestamp's range starts at year 1
 
 
 def event_entries(events: Sequence[Event], tokens: Sequence[str] = ()) -> list[bytes]:
@@ -55,7 +54,8 @@ def event_entries(events: Sequence[Event], tokens: Sequence[str] = ()) -> list[b
     entries: list[bytes] = []
     append = entries.append
     session_id, session_field = "", b""
-    create_time, time_field = _NO_TIME, b""
+    create_time: datetime | None = None
+    time_field = b""
     for index, event in enumerate(events):
         token = tokens[index] if index < len(tokens) else ""
         encoded = event.encoded
@@ -82,7 +82,7 @@ def event_entries(events: Sequence[Event], tokens: Sequence[str] = ()) -> list[b
                     _POSITION_TAG,
                     _varint(event.position),
                     time_field,
-                    _string_field(_RESUME_TOKEN_TAG, token) if token else b"",
+                    _string_field(_RESUME_TOKEN_TAG, token),
                 )
             )
         append(_ENTRY_TAG + _varint(len(body)) + body)

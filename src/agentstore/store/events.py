@@ -44,12 +44,20 @@ APPEND_ATTEMPTS = 10
 
 APPEND_EVENTS = query("events", "append_events")
 SELECT_LIVE_SESSION = query("events", "select_live_session")
-EVENT_READ_COLUMNS = query("events", "event_read_columns")
-LIST_EVENTS = query("events", "list_events").replace("{event_read_columns}", EVENT_READ_COLUMNS)
+
+
+def _reading_events(name: str) -> LiteralString:
+    """A read of queries/events.sql with its event columns in place (event_read_columns)."""
+    return query("events", name).replace(
+        "{event_read_columns}", query("events", "event_read_columns")
+    )
+
+
+LIST_EVENTS = _reading_events("list_events")
 LIST_EVENTS_ASCENDING = LIST_EVENTS.replace("{direction}", "ASC").replace("{beyond}", ">")
 LIST_EVENTS_DESCENDING = LIST_EVENTS.replace("{direction}", "DESC").replace("{beyond}", "<")
-READ_AFTER = query("events", "read_after").replace("{event_read_columns}", EVENT_READ_COLUMNS)
-READ_FEED = query("events", "read_feed").replace("{event_read_columns}", EVENT_READ_COLUMNS)
+READ_AFTER = _reading_events("read_after")
+READ_FEED = _reading_events("read_feed")
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")
@@ -376,7 +384,7 @@ _event_of_columns: Callable[[Sequence[Any]], Event] = functools.partial(tuple.__
 
 
 def _feed_row(columns: Sequence[Any]) -> tuple[FeedPosition, Event]:
-    event = Event(*columns[:EVENT_COLUMNS])
+    event = event_from_row(columns)
     return (int(columns[EVENT_COLUMNS]), event.position), event  # tx_id, position
 
 
