@@ -42,7 +42,14 @@ __all__ = ["AppendResult", "EventRepository", "event_from_row"]
 # vanishingly rare.
 APPEND_ATTEMPTS = 10
 
-APPEND_EVENTS = query("events", "append_events")
+# The append statement, in two variants: whether the batch carries state deltas decides
+# which part goes in place of {state_changes} (see append_events in queries/events.sql).
+APPEND_EVENTS = query("events", "append_events").replace(
+    "{state_changes}", query("events", "append_state_changes")
+)
+APPEND_EVENTS_WITHOUT_DELTAS = query("events", "append_events").replace(
+    "{state_changes}", query("events", "append_no_state_changes")
+)
 SELECT_LIVE_SESSION = query("events", "select_live_session")
 
 
@@ -134,6 +141,7 @@ class EventRepository:
         rows: list[str] = []
         encodings: list[bytes | None] = []
         number = 0
+        carries_deltas = False
         for index, message in enumerate(messages, start=1):
             header.append(
                 {
@@ -145,7 +153,9 @@ class EventRepository:
             )
             for event in message.events:
                 number += 1
-                rows.append(_event_json(index, number, event))
+                deltas = _action_deltas(event)
+                carries_deltas = carries_deltas or bool(deltas)
+                rows.append(_event_json(index, number, event, deltas))
                 encodings.append(event.encoded)
         params = {
             "apps": scope.app_names,
@@ -155,7 +165,8 @@ class EventRepository:
             "max_state_bytes": self._limits.max_state_bytes,
         }
         async with self._database.connection() as connection:
-            cursor = await connection.execute(APPEND_EVENTS, params)
+            statement = APPEND_EVENTS if carries_deltas else APPEND_EVENTS_WITHOUT_DELTAS
+            cursor = await connection.execute(statement, params)
             return await cursor.fetchall()
 
     async def _append_one_by_one(self, scope: Scope, messages: list[AppendMessage]) -> AppendResult:
@@ -315,9 +326,22 @@ class EventRepository:
 _SCALARS_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
-def _event_json(message: int, number: int, event: NewEvent) -> str:
-    """One event as an object of append_events' `events` parameter. Its JSON documents were
-    encoded by validation and are spliced in as they are; absent ones are left out (null)."""
+def _action_deltas(event: NewEvent) -> list[str]:
+    """The deltas of an event's actions as members of its `actions` JSON object; none when
+    it changes no state."""
+    if event.actions is None:
+        return []
+    return [
+        f'"{name}":{delta.encoded}'
+        for name in ACTION_DELTAS
+        if (delta := getattr(event.actions, name))
+    ]
+
+
+def _event_json(message: int, number: int, event: NewEvent, deltas: list[str]) -> str:
+    """One event as an object of append_events' `events` parameter, with its `deltas`
+    (_action_deltas). Its JSON documents were encoded by validation and are spliced in as
+    they are; absent ones are left out (null)."""
     scalars = _SCALARS_JSON.encode(
         {
             "message": message,
@@ -338,14 +362,8 @@ def _event_json(message: int, number: int, event: NewEvent) -> str:
     documents = [scalars[:-1]]
     if event.data is not None:
         documents.append(f',"data":{event.data.encoded}')
-    if event.actions is not None:
-        deltas = [
-            f'"{name}":{delta.encoded}'
-            for name in ACTION_DELTAS
-            if (delta := getattr(event.actions, name))
-        ]
-        if deltas:
-            documents.append(f',"actions":{{{",".join(deltas)}}}')
+    if deltas:
+        documents.append(f',"actions":{{{",".join(deltas)}}}')
     if event.metadata is not None:
         documents.append(f',"metadata":{event.metadata.encoded}')
     documents.append("}")

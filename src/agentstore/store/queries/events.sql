@@ -31,7 +31,9 @@
 --   merge_state() applies; within_limit() fails the whole statement (AS001) when a merged
 --   state would pass the limit: the repository then retries message by message to find the
 --   culprit. App and user deltas fold the same way per app and per (app, user) and are
---   merged into app_states and user_states (rows made by the first change).
+--   merged into app_states and user_states (rows made by the first change). All of that
+--   is append_state_changes below, in place of {state_changes}; a batch without deltas
+--   takes append_no_state_changes there instead.
 WITH msg AS (
     SELECT * FROM jsonb_to_recordset(%(messages)s::jsonb)
         AS m(message int, session_id text, expected_last_seq bigint, event_total int)
@@ -111,7 +113,83 @@ WITH msg AS (
     LEFT JOIN kept AS first
         ON first.session_id = flagged.session_id AND first.event_id = flagged.event_id
     GROUP BY flagged.message
-), last_delta AS (
+), {state_changes}, inserted AS (
+    INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
+                        invocation_id, agent_id, branch, content_role, content_text, data,
+                        actions, metadata, create_time, encoded)
+    SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
+           agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata,
+           COALESCE(create_time, now()), kept_encoding.encoded
+    FROM kept
+    -- Joined, not subscripted: finding the nth element of an array of variable-length
+    -- values walks the elements before it, every time.
+    JOIN unnest(%(encodings)b::bytea[]) WITH ORDINALITY AS kept_encoding(encoded, number)
+        USING (number)
+), counts AS (
+    SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
+           sum(length(content_text)) AS text_chars,
+           min(COALESCE(create_time, now())) AS first_time,
+           max(COALESCE(create_time, now())) AS last_time
+    FROM kept GROUP BY session_id
+), tallies AS (
+    -- The kept events counted by type, by author and by role (of those with content), per
+    -- session, in one aggregation: three would each cost the statement their own nodes.
+    SELECT session_id,
+           jsonb_object_agg(key, n) FILTER (WHERE counter = 'type') AS by_type,
+           jsonb_object_agg(key, n) FILTER (WHERE counter = 'author') AS by_author,
+           jsonb_object_agg(key, n) FILTER (WHERE counter = 'role') AS by_role
+    FROM (SELECT session_id, counter, key, count(*) AS n
+          FROM kept,
+               LATERAL (VALUES ('type', type), ('author', author), ('role', content_role))
+                   AS counted_by(counter, key)
+          WHERE key IS NOT NULL
+          GROUP BY session_id, counter, key) AS c
+    GROUP BY session_id
+), first_said AS (
+    -- The batch's first user message with text, the preview of a session that has none yet
+    -- (only those: most sessions have theirs after the first turn).
+    SELECT DISTINCT ON (kept.session_id) kept.session_id, preview_of(kept.content_text) AS preview
+    FROM kept JOIN locked ON locked.id = kept.session_id
+    WHERE locked.preview = '' AND kept.content_role = 'user'
+      AND preview_of(kept.content_text) <> ''
+    ORDER BY kept.session_id, kept.seq
+), updated AS (
+    UPDATE sessions AS s SET
+        last_seq = s.last_seq + counts.appended,
+        version = s.version + counts.changes,
+        state = COALESCE(new_state.state, s.state),
+        events_by_type = add_counts(s.events_by_type, tallies.by_type),
+        events_by_author = add_counts(s.events_by_author, tallies.by_author),
+        events_by_role = add_counts(s.events_by_role, tallies.by_role),
+        text_chars = s.text_chars + counts.text_chars,
+        first_event_time = LEAST(s.first_event_time, counts.first_time),
+        last_event_time = GREATEST(s.last_event_time, counts.last_time),
+        update_time = now(),
+        preview = COALESCE(first_said.preview, s.preview)
+    FROM counts
+    JOIN tallies USING (session_id)
+    LEFT JOIN new_state ON new_state.id = counts.session_id
+    LEFT JOIN first_said USING (session_id)
+    -- The keys as an array too: the planner then finds the rows by the primary key instead
+    -- of joining against a scan of the whole table.
+    WHERE s.id = counts.session_id AND s.id = ANY (ARRAY(SELECT session_id FROM counts))
+)
+SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS appended,
+       judged.event_total - judged.fresh_count AS duplicates,
+       CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
+            ELSE judged.seq_before END AS last_seq,
+       judged.failure, judged.version_after AS version, event_seqs.seqs
+FROM judged
+LEFT JOIN event_seqs USING (message)
+WHERE judged.message <= (SELECT message FROM cutoff)
+ORDER BY judged.message;
+
+-- name: append_state_changes
+-- Not a statement: the part of append_events that merges the kept events' state deltas,
+-- put in place of {state_changes} when any event of the batch carries one (the repository
+-- looks). It makes `new_state`, each changed session's merged state, which the session
+-- update joins, and merges app and user deltas into their rows.
+last_delta AS (
     SELECT DISTINCT ON (kept.session_id, delta.key) kept.session_id, delta.key, delta.value
     FROM kept, jsonb_each(kept.actions->'state_delta') AS delta
     WHERE jsonb_typeof(kept.actions->'state_delta') = 'object'
@@ -167,77 +245,13 @@ WITH msg AS (
             %(max_state_bytes)s, 'events.actions.user_state_delta'),
         version = u.version + 1,
         update_time = now()
-), inserted AS (
-    INSERT INTO events (session_id, seq, event_id, app_name, user_id, type, author,
-                        invocation_id, agent_id, branch, content_role, content_text, data,
-                        actions, metadata, create_time, encoded)
-    SELECT session_id, seq, event_id, app_name, user_id, type, author, invocation_id,
-           agent_id, branch, COALESCE(content_role, ''), content_text, data, actions, metadata,
-           COALESCE(create_time, now()), kept_encoding.encoded
-    FROM kept
-    -- Joined, not subscripted: finding the nth element of an array of variable-length
-    -- values walks the elements before it, every time.
-    JOIN unnest(%(encodings)b::bytea[]) WITH ORDINALITY AS kept_encoding(encoded, number)
-        USING (number)
-), counts AS (
-    SELECT session_id, count(*) AS appended, count(DISTINCT message) AS changes,
-           sum(length(content_text)) AS text_chars,
-           min(COALESCE(create_time, now())) AS first_time,
-           max(COALESCE(create_time, now())) AS last_time
-    FROM kept GROUP BY session_id
-), by_type AS (
-    SELECT session_id, jsonb_object_agg(type, n) AS counts
-    FROM (SELECT session_id, type, count(*) AS n FROM kept GROUP BY 1, 2) AS c
-    GROUP BY session_id
-), by_author AS (
-    SELECT session_id, jsonb_object_agg(author, n) AS counts
-    FROM (SELECT session_id, author, count(*) AS n FROM kept GROUP BY 1, 2) AS c
-    GROUP BY session_id
-), by_role AS (
-    SELECT session_id, jsonb_object_agg(content_role, n) AS counts
-    FROM (SELECT session_id, content_role, count(*) AS n FROM kept
-          WHERE content_role IS NOT NULL GROUP BY 1, 2) AS c
-    GROUP BY session_id
-), first_said AS (
-    -- The batch's first user message with text, the preview of a session that has none yet
-    -- (only those: most sessions have theirs after the first turn).
-    SELECT DISTINCT ON (kept.session_id) kept.session_id, preview_of(kept.content_text) AS preview
-    FROM kept JOIN locked ON locked.id = kept.session_id
-    WHERE locked.preview = '' AND kept.content_role = 'user'
-      AND preview_of(kept.content_text) <> ''
-    ORDER BY kept.session_id, kept.seq
-), updated AS (
-    UPDATE sessions AS s SET
-        last_seq = s.last_seq + counts.appended,
-        version = s.version + counts.changes,
-        state = COALESCE(new_state.state, s.state),
-        events_by_type = add_counts(s.events_by_type, by_type.counts),
-        events_by_author = add_counts(s.events_by_author, by_author.counts),
-        events_by_role = add_counts(s.events_by_role, by_role.counts),
-        text_chars = s.text_chars + counts.text_chars,
-        first_event_time = LEAST(s.first_event_time, counts.first_time),
-        last_event_time = GREATEST(s.last_event_time, counts.last_time),
-        update_time = now(),
-        preview = COALESCE(first_said.preview, s.preview)
-    FROM counts
-    JOIN by_type USING (session_id)
-    JOIN by_author USING (session_id)
-    LEFT JOIN by_role USING (session_id)
-    LEFT JOIN new_state ON new_state.id = counts.session_id
-    LEFT JOIN first_said USING (session_id)
-    -- The keys as an array too: the planner then finds the rows by the primary key instead
-    -- of joining against a scan of the whole table.
-    WHERE s.id = counts.session_id AND s.id = ANY (ARRAY(SELECT session_id FROM counts))
 )
-SELECT judged.message, judged.session_id, judged.app_name, judged.fresh_count AS appended,
-       judged.event_total - judged.fresh_count AS duplicates,
-       CASE WHEN judged.failure IS NULL THEN judged.seq_before + judged.fresh_count
-            ELSE judged.seq_before END AS last_seq,
-       judged.failure, judged.version_after AS version, event_seqs.seqs
-FROM judged
-LEFT JOIN event_seqs USING (message)
-WHERE judged.message <= (SELECT message FROM cutoff)
-ORDER BY judged.message;
+
+-- name: append_no_state_changes
+-- Not a statement: append_state_changes for a batch whose events carry no delta. The same
+-- `new_state`, empty: the statement then starts none of the merging's parts, a quarter of
+-- its plan, which it would start (and find nothing to do) for every append otherwise.
+new_state AS (SELECT NULL::text AS id, NULL::jsonb AS state WHERE false)
 
 -- name: select_live_session
 SELECT 1 FROM sessions
