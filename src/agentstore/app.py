@@ -167,8 +167,13 @@ class AgentStoreServer:
             buffer_batches=settings.follower_buffer,
             max_streams=settings.max_streams,
         )
-        doorbell = Doorbell(hub, functools.partial(notify, database), self._tasks)
-        await self._start_listening(conninfo, hub, events)
+        listener = await self._start_listening(conninfo, hub, events)
+        doorbell = Doorbell(
+            hub,
+            functools.partial(notify, database),
+            self._tasks,
+            others_listening=lambda: listener.others_listening,
+        )
         session_service = SessionService(sessions, settings.limits)
         keys = KeyService(KeyRepository(database), settings.limits)
         key_limiter = KeyLimiter(
@@ -197,7 +202,7 @@ class AgentStoreServer:
         self._servicer = servicer
         self._server = await self._serve(servicer)
         if settings.metrics_listen:
-            await self._serve_metrics(settings.metrics_listen, hub, database)
+            await self._serve_metrics(settings.metrics_listen, hub, database, listener)
         await self._set_health(SERVING)
         self._tasks.every(
             settings.reaper_interval.total_seconds(),
@@ -225,7 +230,7 @@ class AgentStoreServer:
         self._embedded = EmbeddedPostgres(self.settings.data_dir)
         return await self._embedded.start()
 
-    async def _start_listening(self, conninfo: str, hub: Hub, events: EventRepository) -> None:
+    async def _start_listening(self, conninfo: str, hub: Hub, events: EventRepository) -> Listener:
         """The doorbell's LISTEN connection and the slow poll; returns once listening."""
         listener = Listener(conninfo, hub.ring, hub.ring_all)
         self._tasks.spawn(listener.run(), name="listener")
@@ -235,6 +240,7 @@ class AgentStoreServer:
         )
         timeout = self.settings.database_timeout.total_seconds()
         await asyncio.wait_for(listener.connected.wait(), timeout)
+        return listener
 
     async def _serve(self, servicer: SessionServicer) -> grpc.aio.Server:
         # gRPC refuses messages past twice our own limit outright; between the two, the
@@ -301,8 +307,11 @@ class AgentStoreServer:
         """Tasks running besides calls (listener, poll, live channels, reaper, health)."""
         return len(self._tasks)
 
-    async def _serve_metrics(self, listen: str, hub: Hub, database: Database) -> None:
+    async def _serve_metrics(
+        self, listen: str, hub: Hub, database: Database, listener: Listener
+    ) -> None:
         METRICS.gauge("agentstore_followers_open", lambda: hub.open_streams)
+        METRICS.gauge("agentstore_other_replicas_listening", lambda: int(listener.others_listening))
         METRICS.gauge("agentstore_pool_size", lambda: database.pool_stats()["pool_size"])
         METRICS.gauge("agentstore_pool_idle", lambda: database.pool_stats()["pool_available"])
         METRICS.gauge("agentstore_pool_waiting", lambda: database.pool_stats()["requests_waiting"])

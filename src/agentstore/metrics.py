@@ -107,6 +107,16 @@ for _name, _kind, _text in (
         "Followers that fell behind and read the table.",
     ),
     ("agentstore_listener_connects_total", "counter", "(Re)connections of the LISTEN connection."),
+    (
+        "agentstore_rings_sent_total",
+        "counter",
+        "NOTIFY statements sent for other replicas (none while no other replica listens).",
+    ),
+    (
+        "agentstore_other_replicas_listening",
+        "gauge",
+        "1 while another replica listens on this database (appends then ring it), else 0.",
+    ),
     ("agentstore_reaper_purged_total", "counter", "Sessions purged by the reaper."),
 ):
     METRICS.describe(_name, _kind, _text)

@@ -249,6 +249,86 @@ async def test_the_doorbell_rings_this_replica_at_once_and_others_through_notify
         await tasks.close()
 
 
+async def test_alone_a_replica_rings_only_its_own_followers(database: Database) -> None:
+    """With no other replica listening, the doorbell wakes this replica's followers and sends
+    no NOTIFY; once one listens, it sends the rings that piled up from then on."""
+    tasks = BackgroundTasks()
+    rung_here: list[tuple[str, str]] = []
+    sent: asyncio.Queue[list[tuple[str, str]]] = asyncio.Queue()
+
+    class RecordingHub(Hub):
+        def ring(self, app_name: str, session_id: str) -> None:
+            rung_here.append((app_name, session_id))
+
+    async def nothing_to_read(*_: object) -> list[Any]:
+        return []
+
+    async def record(pairs: list[tuple[str, str]]) -> None:
+        sent.put_nowait(pairs)
+
+    others_listening = False
+    hub = RecordingHub(
+        nothing_to_read, nothing_to_read, tasks=tasks, buffer_batches=1, max_streams=1
+    )
+    doorbell = Doorbell(hub, record, tasks, others_listening=lambda: others_listening)
+    try:
+        doorbell.ring([("app-a", "s-1")])
+        others_listening = True
+        doorbell.ring([("app-a", "s-2")])
+        assert rung_here == [("app-a", "s-1"), ("app-a", "s-2")]
+        # The first ring's NOTIFY would have been sent first: only the second is.
+        assert await asyncio.wait_for(sent.get(), 30) == [("app-a", "s-2")]
+    finally:
+        await tasks.close()
+    assert sent.empty()
+
+
+def _silent_listener(url: str, peer_check_seconds: float) -> Listener:
+    return Listener(url, lambda a, s: None, lambda: None, peer_check_seconds=peer_check_seconds)
+
+
+async def test_a_listener_knows_it_is_alone_until_another_greets_it(migrated_url: str) -> None:
+    """Alone on its database, a listener's first look finds nobody else listening; a second
+    listener's greeting tells it otherwise at once (its next look is an hour away), and the
+    second one's own first look finds the first."""
+    tasks = BackgroundTasks()
+    first = _silent_listener(migrated_url, peer_check_seconds=3600)
+    tasks.spawn(first.run(), name="first")
+    try:
+        await asyncio.wait_for(first.wait_for(lambda listener: listener.looks >= 1), 30)
+        assert not first.others_listening
+        second = _silent_listener(migrated_url, peer_check_seconds=3600)
+        tasks.spawn(second.run(), name="second")
+        await asyncio.wait_for(first.wait_for(lambda listener: listener.others_listening), 30)
+        assert first.looks == 1
+        await asyncio.wait_for(second.wait_for(lambda listener: listener.looks >= 1), 30)
+        assert second.others_listening
+    finally:
+        await tasks.close()
+
+
+async def test_a_listener_finds_itself_alone_again_once_the_other_is_gone(
+    migrated_url: str,
+) -> None:
+    watching = _silent_listener(migrated_url, peer_check_seconds=0.05)
+    other = _silent_listener(migrated_url, peer_check_seconds=3600)
+    tasks, other_tasks = BackgroundTasks(), BackgroundTasks()
+    tasks.spawn(watching.run(), name="watching")
+    other_tasks.spawn(other.run(), name="other")
+    try:
+        await asyncio.wait_for(other.connected.wait(), 30)
+        looked = watching.looks
+        await asyncio.wait_for(watching.wait_for(lambda listener: listener.looks > looked + 1), 30)
+        assert watching.others_listening
+        await other_tasks.close()
+        await asyncio.wait_for(
+            watching.wait_for(lambda listener: not listener.others_listening), 30
+        )
+    finally:
+        await other_tasks.close()
+        await tasks.close()
+
+
 def test_limits_default_is_what_settings_default_to() -> None:
     assert Settings().limits == Limits()
     assert timedelta(0) < Settings().expired_grace

@@ -1,5 +1,6 @@
-"""Rings for appended sessions: this replica's followers at once, every replica's through
-NOTIFY, sent after the commit and coalesced, one statement for whatever piled up meanwhile."""
+"""Rings for appended sessions: this replica's followers at once, every other replica's
+through NOTIFY (while any listens), sent after the commit and coalesced, one statement for
+whatever piled up meanwhile."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ class Doorbell:
         hub: Hub,
         notify: Callable[[list[tuple[str, str]]], Awaitable[None]],
         tasks: BackgroundTasks,
+        others_listening: Callable[[], bool] = lambda: True,
     ) -> None:
         self._hub = hub
         self._tasks = tasks
         self._notify = notify
+        # Whether any other replica would hear a NOTIFY (the listener knows): alone, a
+        # replica's rings stop at its own followers.
+        self._others_listening = others_listening
         self._pending: set[tuple[str, str]] = set()
         self._sending: asyncio.Task[None] | None = None
 
@@ -33,6 +38,8 @@ class Doorbell:
         """(app_name, session_id) pairs whose appends just committed."""
         for app_name, session_id in appended:
             self._hub.ring(app_name, session_id)
+        if not self._others_listening():
+            return
         self._pending.update(appended)
         if self._sending is None or self._sending.done():
             try:
