@@ -18,6 +18,7 @@ from agentstore.client import AsyncClient, NotFound
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from tests.conftest import server_settings
+from tests.e2e.events_support import event
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -201,6 +202,10 @@ async def test_traces_continue_the_callers_trace_with_a_span_per_statement(
             session = await stub.CreateSession(
                 pb.CreateSessionRequest(app_name="traced"), metadata=traceparent
             )
+            appended = pb.AppendEventsRequest(session_id=session.id, events=[event("e1")])
+            await stub.AppendEvents(iter([appended]), metadata=traceparent)
+            listed = pb.ListEventsRequest(session_id=session.id, descending=True)
+            await stub.ListEvents(listed, metadata=traceparent)
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.GetSession(pb.GetSessionRequest(session_id="nope"))
     finally:
@@ -217,12 +222,22 @@ async def test_traces_continue_the_callers_trace_with_a_span_per_statement(
     assert missing.attributes is not None
     assert missing.attributes["rpc.grpc.status_code"] == "NOT_FOUND"
     assert missing.parent is None  # no traceparent: a trace of its own
-    # Each statement a call ran is a child span named after its query.
-    statements = [
-        span.name for span in spans
-        if span.parent is not None and span.parent.span_id == create.context.span_id
-    ]  # fmt: skip
-    assert statements == ["sessions.insert_session"]
+
+    # Each statement a call ran is a child span named after its query, whatever parts were
+    # put in place in it.
+    def statements(call: str) -> list[str]:
+        return [
+            span.name for span in spans
+            if span.parent is not None and span.parent.span_id == calls[call].context.span_id
+        ]  # fmt: skip
+
+    assert statements("CreateSession") == ["sessions.insert_session"]
+    # (and its ring for other replicas, if any listens on this database now)
+    assert statements("AppendEvents") in (
+        ["events.append_events"],
+        ["events.append_events", "notifications.notify"],
+    )
+    assert statements("ListEvents") == ["events.select_live_session", "events.list_events"]
     assert session.app_name == "traced"
 
 

@@ -44,27 +44,23 @@ APPEND_ATTEMPTS = 10
 
 # The append statement, in two variants: whether the batch carries state deltas decides
 # which part goes in place of {state_changes} (see append_events in queries/events.sql).
-APPEND_EVENTS = query("events", "append_events").replace(
-    "{state_changes}", query("events", "append_state_changes")
+APPEND_EVENTS = query(
+    "events", "append_events", state_changes=query("events", "append_state_changes")
 )
-APPEND_EVENTS_WITHOUT_DELTAS = query("events", "append_events").replace(
-    "{state_changes}", query("events", "append_no_state_changes")
+APPEND_EVENTS_WITHOUT_DELTAS = query(
+    "events", "append_events", state_changes=query("events", "append_no_state_changes")
 )
 SELECT_LIVE_SESSION = query("events", "select_live_session")
-
-
-def _reading_events(name: str) -> LiteralString:
-    """A read of queries/events.sql with its event columns in place (event_read_columns)."""
-    return query("events", name).replace(
-        "{event_read_columns}", query("events", "event_read_columns")
-    )
-
-
-LIST_EVENTS = _reading_events("list_events")
-LIST_EVENTS_ASCENDING = LIST_EVENTS.replace("{direction}", "ASC").replace("{beyond}", ">")
-LIST_EVENTS_DESCENDING = LIST_EVENTS.replace("{direction}", "DESC").replace("{beyond}", "<")
-READ_AFTER = _reading_events("read_after")
-READ_FEED = _reading_events("read_feed")
+# The event reads, with their columns in place (event_read_columns).
+EVENT_READ_COLUMNS = query("events", "event_read_columns")
+LIST_EVENTS_ASCENDING = query(
+    "events", "list_events", event_read_columns=EVENT_READ_COLUMNS, direction="ASC", beyond=">"
+)
+LIST_EVENTS_DESCENDING = query(
+    "events", "list_events", event_read_columns=EVENT_READ_COLUMNS, direction="DESC", beyond="<"
+)
+READ_AFTER = query("events", "read_after", event_read_columns=EVENT_READ_COLUMNS)
+READ_FEED = query("events", "read_feed", event_read_columns=EVENT_READ_COLUMNS)
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")

@@ -36,12 +36,20 @@ def _load(file: str) -> dict[str, str]:
     return queries
 
 
-def query(file: str, name: str) -> LiteralString:
-    """The statement named `name` in queries/`file`.sql. Raises `KeyError` if there is none."""
+def query(file: str, name: str, **parts: LiteralString) -> LiteralString:
+    """The statement named `name` in queries/`file`.sql, with each `{part}` in it replaced by
+    the text given for it (another block of the file, or a keyword); the result still reports
+    as `file.name` (query_name_of). Raises `KeyError` if there is no such statement or no such
+    placeholder in it."""
     try:
         statement = _load(file)[name]
     except KeyError:
         raise KeyError(f"queries/{file}.sql has no query named {name!r}") from None
+    for part, text in parts.items():
+        placeholder = "{" + part + "}"
+        if placeholder not in statement:
+            raise KeyError(f"queries/{file}.sql: {name} has no {placeholder}")
+        statement = statement.replace(placeholder, text)
     _NAMES[statement] = f"{file}.{name}"
     # Typed LiteralString as psycopg wants: the text comes from the package's own files, never
     # from input, as literal as a constant in the code.
