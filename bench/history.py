@@ -6,7 +6,8 @@ An agent resuming a session loads all of it. For a session of `--events` events 
 the median time of `--loads` loads through StreamEvents (replay, no follow) and through
 ListEvents (pages of 1,000), next to psycopg reading the same rows in the same run and
 decoding their JSON (`SELECT ... ORDER BY seq`, jsonb parsed), which is what OpenAI Agents'
-SQL session does. Target (issue 11): within 1.2x of psycopg.
+SQL session does; the three take turns load by load. Target (issue 11): within 1.2x of
+psycopg.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 import psycopg
@@ -24,14 +26,18 @@ from bench.common import parser, running_server, scratch_database
 from bench.stream import load_session
 
 
-async def median_seconds(loads: int, load: object) -> float:
-    durations = []
-    for _ in range(loads + 2):  # the first two warm up caches and prepared statements
-        started = time.perf_counter()
-        count = await load()  # type: ignore[operator]
-        durations.append(time.perf_counter() - started)
-        assert count > 0
-    return statistics.median(durations[2:])
+async def median_seconds(loads: int, *readers: Callable[[], Awaitable[int]]) -> list[float]:
+    """The median time of each reader's loads. Their loads take turns (the first two of each
+    warm caches and prepared statements and are not counted), so that a drift of this
+    machine's speed falls on all of them alike."""
+    durations: list[list[float]] = [[] for _ in readers]
+    for _ in range(loads + 2):
+        for reader, times in zip(readers, durations, strict=True):
+            started = time.perf_counter()
+            count = await reader()
+            times.append(time.perf_counter() - started)
+            assert count > 0
+    return [statistics.median(times[2:]) for times in durations]
 
 
 async def main() -> None:
@@ -78,9 +84,9 @@ async def main() -> None:
                 )
                 return len(await cursor.fetchall())
 
-            floor = await median_seconds(arguments.loads, by_psycopg)
-        stream = await median_seconds(arguments.loads, by_stream)
-        pages = await median_seconds(arguments.loads, by_pages)
+            floor, stream, pages = await median_seconds(
+                arguments.loads, by_psycopg, by_stream, by_pages
+            )
     print(f"loading a {events:,}-event session, median of {arguments.loads} loads:")
     print(f"psycopg, rows with JSON decoded:       {floor * 1000:8.1f} ms   baseline")
     print(f"StreamEvents replay:                   {stream * 1000:8.1f} ms   {stream / floor:.2f}x")
