@@ -131,6 +131,7 @@ class AgentStoreServer:
         self._ping: asyncio.Task[None] | None = None
         self._ping_answered = False
         self._hub: Hub | None = None
+        self._listener: Listener | None = None
         self._servicer: SessionServicer | None = None
 
     async def start(self) -> None:
@@ -240,6 +241,7 @@ class AgentStoreServer:
         )
         timeout = self.settings.database_timeout.total_seconds()
         await asyncio.wait_for(listener.connected.wait(), timeout)
+        self._listener = listener
         return listener
 
     async def _serve(self, servicer: SessionServicer) -> grpc.aio.Server:
@@ -362,6 +364,14 @@ class AgentStoreServer:
         if self._hub is None:
             raise RuntimeError("the server is not running")
         return self._hub
+
+    @property
+    def listener(self) -> Listener:
+        """The running server's LISTEN connection and what it knows of other replicas; for
+        tests and operations."""
+        if self._listener is None:
+            raise RuntimeError("the server is not running")
+        return self._listener
 
     @property
     def database(self) -> Database:

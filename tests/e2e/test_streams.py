@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import psycopg
@@ -173,6 +173,48 @@ async def test_a_feed_resumes_from_its_token_without_repeats(
         async for r in stub.StreamEvents(pb.StreamEventsRequest(app_name=app_name, user_id="alice"))
     ]
     assert [e.event_id for e in events_of(alice)] == [f"e{n}" for n in range(30) if n % 3 != 1]
+
+
+async def next_ring(listening: psycopg.AsyncConnection[object]) -> str:
+    """The next notification's payload on a connection that LISTENs, passing over the
+    greetings of listeners (empty payloads)."""
+    async with asyncio.timeout(30):
+        while True:
+            async for notification in listening.notifies(stop_after=1):
+                if notification.payload:
+                    return notification.payload
+
+
+async def test_a_server_alone_rings_no_replica_until_one_listens(
+    create_database: Callable[[], Awaitable[str]],
+) -> None:
+    """Alone on its database a server's appends send no NOTIFY (an outside listener hears
+    only its own marker after them); once a replica has started, they do."""
+    url = await create_database()
+    first = AgentStoreServer(server_settings(url))
+    await first.start()
+    try:
+        await asyncio.wait_for(first.listener.wait_for(lambda listener: listener.looks >= 1), 30)
+        assert not first.listener.others_listening
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as outside,
+            grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel,
+        ):
+            await outside.execute("LISTEN agentstore_events")
+            stub = SessionServiceStub(channel)
+            created = await stub.CreateSession(pb.CreateSessionRequest(app_name="alone"))
+            for n in range(3):
+                await append(stub, message(created.id, [event(f"alone {n}")]))
+            await outside.execute("NOTIFY agentstore_events, 'marker'")
+            assert await next_ring(outside) == "marker"
+            async with extra_server(url):
+                await asyncio.wait_for(
+                    first.listener.wait_for(lambda listener: listener.others_listening), 30
+                )
+                await append(stub, message(created.id, [event("with a replica")]))
+                assert await next_ring(outside) == f"alone {created.id}"
+    finally:
+        await first.stop()
 
 
 async def test_killing_the_listen_connection_loses_nothing(
