@@ -21,6 +21,7 @@ __all__ = [
 # Struct numbers are doubles; a whole number within this bound comes back as an int, as it
 # went in (beyond it a double cannot tell neighbouring integers apart anyway).
 _EXACT_INTEGERS = 2**53
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def value_from_proto(value: struct_pb2.Value) -> Any:
@@ -59,7 +60,9 @@ def struct_from_dict(values: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def time_from_timestamp(timestamp: timestamp_pb2.Timestamp) -> datetime:
-    return timestamp.ToDatetime(tzinfo=UTC)
+    # What Timestamp.ToDatetime(tzinfo=UTC) gives (nanos are never negative, so // rounds
+    # toward zero as it does), in half its time: every event read converts one.
+    return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000)
 
 
 def timestamp_from_time(moment: datetime) -> timestamp_pb2.Timestamp:
