@@ -16,7 +16,6 @@ minute, so one run of each says little; the medians of many alternating rounds s
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import statistics
 import time
@@ -43,7 +42,9 @@ class Round:
     awaited_cpu: dict[str, float]  # ms per append, by process
 
 
-async def awaited_appends(stub: SessionServiceStub, server_pid: int, count: int) -> Round:
+async def awaited_appends(
+    stub: SessionServiceStub, server_pid: int, count: int
+) -> tuple[float, dict[str, float]]:
     """p50 (ms) and CPU per append (ms, by process) of `count` awaited appends."""
     (session_id,) = await new_sessions(stub, 1)
     pipe = Pipe(stub.AppendStream)
@@ -63,8 +64,8 @@ async def awaited_appends(stub: SessionServiceStub, server_pid: int, count: int)
         used = meter.stop()
     finally:
         pipe.close()
-    return Round(0, 0, 0, statistics.median(durations) * 1000,
-                 {part: seconds * 1000 / count for part, seconds in used.items()})  # fmt: skip
+    cpu = {part: seconds * 1000 / count for part, seconds in used.items()}
+    return statistics.median(durations) * 1000, cpu
 
 
 async def one_round(checkout: Path, admin_url: str | None, awaited: int) -> Round:
@@ -87,13 +88,8 @@ async def one_round(checkout: Path, admin_url: str | None, awaited: int) -> Roun
         raw_copy = rate(COPY_EVENTS, await copy_rate(database_url, copy_session, COPY_EVENTS))
         sixteen = await new_sessions(stub, 16)
         seconds, _, sent = await stream_rate(stub, [messages(s, 1000, 1) for s in sixteen])
-        one_by_one = await awaited_appends(stub, server.process.pid, awaited)
-        return dataclasses.replace(
-            one_by_one,
-            four_streams=four_streams,
-            raw_copy=raw_copy,
-            sixteen_streams=rate(sent, seconds),
-        )
+        awaited_p50, awaited_cpu = await awaited_appends(stub, server.process.pid, awaited)
+        return Round(four_streams, raw_copy, rate(sent, seconds), awaited_p50, awaited_cpu)
 
 
 async def main() -> None:

@@ -219,30 +219,36 @@ async def test_events_from_another_cluster_stop_start_up(database: Database) -> 
             await connection.execute("UPDATE events SET tx_id = '3' WHERE session_id = 'foreign'")
 
 
+class _RecordingHub(Hub):
+    """A hub that only records the rings it gets, in `rung`."""
+
+    def __init__(self, tasks: BackgroundTasks) -> None:
+        super().__init__(
+            _nothing_to_read, _nothing_to_read, tasks=tasks, buffer_batches=1, max_streams=1
+        )
+        self.rung: list[tuple[str, str]] = []
+
+    def ring(self, app_name: str, session_id: str) -> None:
+        self.rung.append((app_name, session_id))
+
+
+async def _nothing_to_read(*_: object) -> list[Any]:
+    return []
+
+
 async def test_the_doorbell_rings_this_replica_at_once_and_others_through_notify(
     database: Database, migrated_url: str
 ) -> None:
     tasks = BackgroundTasks()
     heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    rung_here: list[tuple[str, str]] = []
-
-    class RecordingHub(Hub):
-        def ring(self, app_name: str, session_id: str) -> None:
-            rung_here.append((app_name, session_id))
-
-    async def nothing_to_read(*_: object) -> list[Any]:
-        return []
-
-    hub = RecordingHub(
-        nothing_to_read, nothing_to_read, tasks=tasks, buffer_batches=1, max_streams=1
-    )
+    hub = _RecordingHub(tasks)
     listener = Listener(migrated_url, lambda a, s: heard.put_nowait((a, s)), lambda: None)
     tasks.spawn(listener.run(), name="listener")
     try:
         await asyncio.wait_for(listener.connected.wait(), 30)
         doorbell = Doorbell(hub, lambda pairs: notify(database, pairs), tasks)
         doorbell.ring([("app-a", "s-1"), ("app-a", "s-2")])
-        assert rung_here == [("app-a", "s-1"), ("app-a", "s-2")]  # before any round trip
+        assert hub.rung == [("app-a", "s-1"), ("app-a", "s-2")]  # before any round trip
         received = {await asyncio.wait_for(heard.get(), 30) for _ in range(2)}
         assert received == {("app-a", "s-1"), ("app-a", "s-2")}
     finally:
@@ -253,29 +259,19 @@ async def test_alone_a_replica_rings_only_its_own_followers(database: Database) 
     """With no other replica listening, the doorbell wakes this replica's followers and sends
     no NOTIFY; once one listens, it sends the rings that piled up from then on."""
     tasks = BackgroundTasks()
-    rung_here: list[tuple[str, str]] = []
     sent: asyncio.Queue[list[tuple[str, str]]] = asyncio.Queue()
-
-    class RecordingHub(Hub):
-        def ring(self, app_name: str, session_id: str) -> None:
-            rung_here.append((app_name, session_id))
-
-    async def nothing_to_read(*_: object) -> list[Any]:
-        return []
 
     async def record(pairs: list[tuple[str, str]]) -> None:
         sent.put_nowait(pairs)
 
     others_listening = False
-    hub = RecordingHub(
-        nothing_to_read, nothing_to_read, tasks=tasks, buffer_batches=1, max_streams=1
-    )
+    hub = _RecordingHub(tasks)
     doorbell = Doorbell(hub, record, tasks, others_listening=lambda: others_listening)
     try:
         doorbell.ring([("app-a", "s-1")])
         others_listening = True
         doorbell.ring([("app-a", "s-2")])
-        assert rung_here == [("app-a", "s-1"), ("app-a", "s-2")]
+        assert hub.rung == [("app-a", "s-1"), ("app-a", "s-2")]
         # The first ring's NOTIFY would have been sent first: only the second is.
         assert await asyncio.wait_for(sent.get(), 30) == [("app-a", "s-2")]
     finally:
