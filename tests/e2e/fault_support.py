@@ -12,7 +12,7 @@ import pwd
 import signal
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,14 @@ def cluster_processes(pgdata: Path) -> Iterator[int]:
                 yield int(entry.name)
 
 
+def signal_each(pids: Iterable[int], signal_number: signal.Signals) -> None:
+    """Send the signal to each process. One that has exited since it was listed (a backend
+    whose connection was closed, ended once the cluster runs again) is passed over."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+
 @pytest.fixture
 async def throwaway(scratch_dir: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
     cluster = EmbeddedPostgres(scratch_dir)
@@ -57,8 +65,7 @@ async def throwaway(scratch_dir: Path) -> AsyncIterator[tuple[EmbeddedPostgres, 
         yield cluster, url
     finally:
         with contextlib.suppress(FileNotFoundError):  # stopped by the test and not restarted
-            for pid in cluster_processes(cluster.pgdata):
-                os.kill(pid, signal.SIGCONT)
+            signal_each(cluster_processes(cluster.pgdata), signal.SIGCONT)
         await cluster.stop()
 
 

@@ -7,7 +7,6 @@ reconnects. `pytest -s` prints each scenario's counts and recovery time."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from tests.e2e.fault_support import (
     event_id_of,
     pg_ctl,
     report,
+    signal_each,
     socket_path,
     start_cluster,
     stop_cluster,
@@ -124,15 +124,13 @@ async def test_every_backend_frozen_then_thawed(throwaway: Cluster) -> None:
 
     async def freeze(load: Load, replicas: Replicas) -> float:
         frozen = list(cluster_processes(cluster.pgdata))
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
+        signal_each(frozen, signal.SIGSTOP)
         try:
             # Calls fail by the 2 s call timeout instead of hanging: frozen until a writer's
             # append has failed even after the SDK's own resends.
             await load.retried_at_least(1)
         finally:
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+            signal_each(frozen, signal.SIGCONT)
         return time.monotonic()
 
     counts = await run(url, "every backend frozen (SIGSTOP)", freeze)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient, DeadlineExceeded, Unavailable
 from agentstore.store.embedded import EmbeddedPostgres
 from tests.conftest import server_settings
-from tests.e2e.fault_support import cluster_processes, throwaway
+from tests.e2e.fault_support import cluster_processes, signal_each, throwaway
 from tests.support import with_database
 
 __all__ = ["throwaway"]  # the fixture, used by name
@@ -44,13 +43,11 @@ async def test_health_follows_a_frozen_database_within_seconds(
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             await asyncio.wait_for(next_status(watch, SERVING), 10)
             frozen = list(cluster_processes(cluster.pgdata))
-            for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+            signal_each(frozen, signal.SIGSTOP)
             started = asyncio.get_running_loop().time()
             await asyncio.wait_for(next_status(watch, NOT_SERVING), 10)
             assert asyncio.get_running_loop().time() - started < 5
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+            signal_each(frozen, signal.SIGCONT)
             started = asyncio.get_running_loop().time()
             await asyncio.wait_for(next_status(watch, SERVING), 10)
             assert asyncio.get_running_loop().time() - started < 3
@@ -70,8 +67,7 @@ async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_saf
             session = await client.create_session("faults")
             await client.append(session.id, {"type": "note", "event_id": "before"})
             frozen = list(cluster_processes(cluster.pgdata))
-            for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+            signal_each(frozen, signal.SIGSTOP)
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(Unavailable):
@@ -81,8 +77,7 @@ async def test_calls_on_a_frozen_database_fail_unavailable_and_writes_resend_saf
                     [(session.id, [{"type": "note", "event_id": "x"}], None)]
                 )
             assert loop.time() - started < 20
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+            signal_each(frozen, signal.SIGCONT)
             # Resending what was not acknowledged is safe: it is stored once.
             await client.append_events([(session.id, [{"type": "note", "event_id": "x"}], None)])
             ids = [event.event_id async for event in client.list_events(session.id)]
@@ -104,8 +99,7 @@ async def test_a_call_held_by_a_frozen_database_gets_unavailable_when_the_server
         async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None, retries=0) as client:
             session = await client.create_session("faults")
             frozen = list(cluster_processes(cluster.pgdata))
-            for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+            signal_each(frozen, signal.SIGSTOP)
             try:
                 held = asyncio.create_task(client.get_session(session.id))
                 await asyncio.wait_for(server.open_calls.reach(1), 10)
@@ -120,8 +114,7 @@ async def test_a_call_held_by_a_frozen_database_gets_unavailable_when_the_server
                 assert ended.value.reason == "SERVER_SHUTTING_DOWN", repr(ended.value)
                 assert loop.time() - started < 3
             finally:
-                for pid in frozen:
-                    os.kill(pid, signal.SIGCONT)
+                signal_each(frozen, signal.SIGCONT)
             await stopping
     finally:
         if not stopped:
@@ -138,8 +131,7 @@ async def test_an_awaited_append_ends_at_the_clients_timeout_on_a_frozen_databas
         async with AsyncClient(f"127.0.0.1:{server.port}", timeout=2.0) as client:
             session = await client.create_session("faults")
             frozen = list(cluster_processes(cluster.pgdata))
-            for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+            signal_each(frozen, signal.SIGSTOP)
             try:
                 loop = asyncio.get_running_loop()
                 started = loop.time()
@@ -147,8 +139,7 @@ async def test_an_awaited_append_ends_at_the_clients_timeout_on_a_frozen_databas
                     await client.append(session.id, {"type": "note", "event_id": "late"})
                 assert loop.time() - started < 4
             finally:
-                for pid in frozen:
-                    os.kill(pid, signal.SIGCONT)
+                signal_each(frozen, signal.SIGCONT)
             # Sent again once the database is back: stored once.
             await client.append(session.id, {"type": "note", "event_id": "late"})
             ids = [event.event_id async for event in client.list_events(session.id)]
@@ -194,16 +185,14 @@ async def test_an_awaited_append_rides_out_a_short_database_freeze(
             session = await client.create_session("faults")
             frozen = list(cluster_processes(cluster.pgdata))
             with logged("agentstore.store.database", "database call timed out", 1) as failed:
-                for pid in frozen:
-                    os.kill(pid, signal.SIGSTOP)
+                signal_each(frozen, signal.SIGSTOP)
                 try:
                     appending = asyncio.create_task(
                         client.append(session.id, {"type": "note", "event_id": "through"})
                     )
                     await asyncio.wait_for(failed.wait(), 20)  # a first attempt failed
                 finally:
-                    for pid in frozen:
-                        os.kill(pid, signal.SIGCONT)
+                    signal_each(frozen, signal.SIGCONT)
             result = await asyncio.wait_for(appending, 30)
             assert result.seqs == (1,)
             ids = [event.event_id async for event in client.list_events(session.id)]
