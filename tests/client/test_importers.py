@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from agents import SQLiteSession
 from google.adk.events import Event as AdkEvent
 from google.adk.events import EventActions
@@ -14,9 +15,18 @@ from google.adk.sessions import DatabaseSessionService
 from google.genai import types
 
 from agentstore.app import AgentStoreServer
-from agentstore.client import AsyncClient
-from agentstore.client.adk_events import adk_event_from_event, session_key
-from agentstore.client.openai_agents_items import item_from_event
+from agentstore.client import AsyncClient, Event
+from agentstore.client.adk_events import (
+    adk_event_from_event,
+    adk_event_from_message,
+    event_from_adk_event,
+    session_key,
+)
+from agentstore.client.openai_agents_items import (
+    event_from_item,
+    item_from_event,
+    item_from_message,
+)
 from tests.support import run_agentstore
 
 CONVERSATION: list[dict[str, Any]] = [
@@ -171,3 +181,30 @@ def adk_conversation() -> list[AdkEvent]:
             ),
         ),
     ]
+
+
+async def test_the_adapters_read_a_message_as_they_read_its_event(
+    client: AsyncClient, app_name: str
+) -> None:
+    # The adapters load whole histories from the messages as they arrive (converting only
+    # their payload), and everything else from Events: both must give the same.
+    adk_event = AdkEvent(
+        invocation_id="inv-1",
+        author="agent",
+        content=types.Content(role="model", parts=[types.Part(text="Within 30 days.")]),
+        actions=EventActions(state_delta={"topic": "refunds"}),
+    )
+    session = await client.create_session(app_name)
+    await client.append(
+        session.id,
+        [event_from_item(item) for item in CONVERSATION]
+        + [event_from_adk_event(adk_event), Event(type="note", data={"item": "not an item"})],
+    )
+    events = [event async for event in client.stream_events(session_id=session.id)]
+    messages = [m async for m in client.stream_event_messages(session_id=session.id)]
+    assert [item_from_message(m) for m in messages[:4]] == CONVERSATION
+    assert [item_from_message(m) for m in messages[:4]] == [item_from_event(e) for e in events[:4]]
+    assert adk_event_from_message(messages[4]) == adk_event_from_event(events[4]) == adk_event
+    for reader in (item_from_message, adk_event_from_message):
+        with pytest.raises(ValueError, match=f"event {events[5].event_id} holds no"):
+            reader(messages[5])

@@ -43,6 +43,7 @@ from typing_extensions import override
 
 from agentstore.client.adk_events import (
     adk_event_from_event,
+    adk_event_from_message,
     event_from_adk_event,
     merged_state,
     session_key,
@@ -146,10 +147,10 @@ class AgentstoreSessionService(BaseSessionService):
         if recent == 0:
             return []
         if recent is None and after is None:
-            # The whole history: the replay is the fastest read.
+            # The whole history, the fastest way: the replay, converting only each ADK event.
             return [
-                adk_event_from_event(event)
-                async for event in self._client.stream_events(session_id=key)
+                adk_event_from_message(message)
+                async for message in self._client.stream_event_messages(session_id=key)
             ]
         start = None
         if after is not None:

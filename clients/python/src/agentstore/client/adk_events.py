@@ -26,8 +26,10 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agentstore.client.convert import dict_from_struct
 from agentstore.client.ids import DEFAULT_MAX_ID_LENGTH
 from agentstore.client.types import Content, Event, EventActions
+from agentstore.v1 import event_pb2
 
 if TYPE_CHECKING:
     from google.adk.events import Event as AdkEvent
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCOPED_PREFIXES",
     "adk_event_from_event",
+    "adk_event_from_message",
     "event_from_adk_event",
     "merged_state",
     "session_key",
@@ -45,6 +48,8 @@ __all__ = [
 # State keys ADK keeps elsewhere than in the session's own state.
 SCOPED_PREFIXES = ("app:", "user:", "temp:")
 _PLAIN_PART = re.compile(r"[A-Za-z0-9._@+\-]+")
+# Where an event keeps its ADK event: data.adk.
+_ADK = "adk"
 
 
 def session_key(app_name: str, user_id: str, session_id: str) -> str:
@@ -114,7 +119,7 @@ def event_from_adk_event(adk_event: AdkEvent) -> Event:
         invocation_id=adk_event.invocation_id,
         branch=adk_event.branch or "",
         content=content,
-        data={"adk": adk_event.model_dump(mode="json", by_alias=True, exclude_none=True)},
+        data={_ADK: adk_event.model_dump(mode="json", by_alias=True, exclude_none=True)},
         actions=actions,
         create_time=datetime.fromtimestamp(adk_event.timestamp, UTC),
     )
@@ -125,7 +130,22 @@ def adk_event_from_event(event: Event) -> AdkEvent:
     none."""
     from google.adk.events import Event as AdkEvent
 
-    dumped = (event.data or {}).get("adk")
+    dumped = (event.data or {}).get(_ADK)
     if not isinstance(dumped, dict):
-        raise ValueError(f"event {event.event_id} holds no ADK event")
+        raise _no_adk_event(event.event_id)
     return AdkEvent.model_validate(dumped)
+
+
+def adk_event_from_message(message: event_pb2.Event) -> AdkEvent:
+    """adk_event_from_event() of the event's message as it arrived, converting only the ADK
+    event (AsyncClient.stream_event_messages)."""
+    from google.adk.events import Event as AdkEvent
+
+    value = message.data.fields.get(_ADK)
+    if value is None or value.WhichOneof("kind") != "struct_value":
+        raise _no_adk_event(message.event_id)
+    return AdkEvent.model_validate(dict_from_struct(value.struct_value))
+
+
+def _no_adk_event(event_id: str) -> ValueError:
+    return ValueError(f"event {event_id} holds no ADK event")

@@ -27,7 +27,11 @@ from agentstore.client.async_client import DEFAULT_TARGET, AsyncClient
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AlreadyExists, NotFound
 from agentstore.client.event_data import REMOVAL_NOTICE
-from agentstore.client.openai_agents_items import event_from_item, item_from_event
+from agentstore.client.openai_agents_items import (
+    event_from_item,
+    item_from_event,
+    item_from_message,
+)
 from agentstore.client.types import Event
 
 __all__ = ["AgentstoreSession"]
@@ -70,8 +74,12 @@ class AgentstoreSession(SessionABC):
             return []
         try:
             if wanted is None:
-                events = [e async for e in self._client.stream_events(session_id=self.session_id)]
-                return [_item(e) for e in events if e.type != REMOVAL_NOTICE]
+                # The whole history, the fastest way: the replay, converting only each item.
+                messages = self._client.stream_event_messages(session_id=self.session_id)
+                items: list[Any] = [
+                    item_from_message(m) async for m in messages if m.type != REMOVAL_NOTICE
+                ]
+                return items
             newest_first: list[TResponseInputItem] = []
             async for event in self._client.list_events(
                 self.session_id, descending=True, page_size=min(wanted + 8, 1000)

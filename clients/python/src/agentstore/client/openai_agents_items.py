@@ -20,9 +20,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agentstore.client.convert import dict_from_struct
 from agentstore.client.types import Content, Event
+from agentstore.v1 import event_pb2
 
-__all__ = ["event_from_item", "item_from_event", "item_text"]
+__all__ = ["event_from_item", "item_from_event", "item_from_message", "item_text"]
+
+# Where an event keeps its item: data.item.
+_ITEM = "item"
 
 
 def item_text(item: Mapping[str, Any]) -> tuple[str, str]:
@@ -60,14 +65,27 @@ def event_from_item(
         event_id=event_id,
         author=role,
         content=Content(role=role, text=text),
-        data={"item": dict(item)},
+        data={_ITEM: dict(item)},
         create_time=create_time,
     )
 
 
 def item_from_event(event: Event) -> dict[str, Any]:
     """The item an event was made from. Raises `ValueError` for an event that holds none."""
-    item = (event.data or {}).get("item")
+    item = (event.data or {}).get(_ITEM)
     if not isinstance(item, dict):
-        raise ValueError(f"event {event.event_id} holds no OpenAI Agents item")
+        raise _no_item(event.event_id)
     return item
+
+
+def item_from_message(message: event_pb2.Event) -> dict[str, Any]:
+    """item_from_event() of the event's message as it arrived, converting only the item
+    (AsyncClient.stream_event_messages)."""
+    value = message.data.fields.get(_ITEM)
+    if value is None or value.WhichOneof("kind") != "struct_value":
+        raise _no_item(message.event_id)
+    return dict_from_struct(value.struct_value)
+
+
+def _no_item(event_id: str) -> ValueError:
+    return ValueError(f"event {event_id} holds no OpenAI Agents item")
