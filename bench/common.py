@@ -32,6 +32,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
+async def analyze(database_url: str) -> None:
+    """ANALYZE the database's tables, as autovacuum does within about a minute of a bulk
+    write in any deployment. A benchmark that loads data then reads it at once would
+    otherwise measure plans made without statistics: on a never-analyzed events table
+    PostgreSQL read a session's pages by a bitmap scan and a sort of all its remaining rows,
+    which made a 5,000-event replay a third slower (docs/performance.md)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as connection:
+        await connection.execute("ANALYZE")
+
+
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 

@@ -22,7 +22,7 @@ import psycopg
 
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from bench.common import parser, running_server, scratch_database
+from bench.common import analyze, parser, running_server, scratch_database
 from bench.stream import load_session
 
 
@@ -53,6 +53,7 @@ async def main() -> None:
     ):
         stub = SessionServiceStub(channel)
         session_id = await load_session(stub, events)
+        await analyze(database_url)
 
         async def by_stream() -> int:
             count = 0

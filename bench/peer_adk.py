@@ -15,7 +15,7 @@ from google.adk.sessions import BaseSessionService, DatabaseSessionService
 from google.genai import types
 
 # Run as a script from bench/ in a venv of its own: the helper beside it, not the package.
-from peer_support import TEXT, figures, run_peer
+from peer_support import TEXT, Analyze, figures, run_peer
 
 LOADS = 5
 
@@ -29,7 +29,7 @@ def event(number: int) -> Event:
 
 
 async def measure(
-    url: str, appends: int, history: int, agentstore_target: str | None
+    url: str, appends: int, history: int, agentstore_target: str | None, analyze: Analyze
 ) -> dict[str, float]:
     service: BaseSessionService
     if agentstore_target:
@@ -49,6 +49,7 @@ async def measure(
     long = await service.create_session(app_name="bench", user_id="u")
     for number in range(history):
         await service.append_event(long, event(number))
+    await analyze()
     loads = []
     for _ in range(LOADS + 1):
         started = time.perf_counter()

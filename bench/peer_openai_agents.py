@@ -16,7 +16,7 @@ from typing import Any
 from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
 
 # Run as a script from bench/ in a venv of its own: the helper beside it, not the package.
-from peer_support import TEXT, figures, run_peer
+from peer_support import TEXT, Analyze, figures, run_peer
 from sqlalchemy.ext.asyncio import create_async_engine
 
 LOADS = 20
@@ -27,7 +27,7 @@ def item(number: int) -> dict[str, Any]:
 
 
 async def measure(
-    url: str, appends: int, history: int, agentstore_target: str | None
+    url: str, appends: int, history: int, agentstore_target: str | None, analyze: Analyze
 ) -> dict[str, float]:
     engine = create_async_engine(url)
 
@@ -51,6 +51,7 @@ async def measure(
     long = new_session()
     for start in range(0, history, 500):
         await long.add_items([item(n) for n in range(start, min(history, start + 500))])
+    await analyze()
     loads = []
     for _ in range(LOADS + 2):
         started = time.perf_counter()

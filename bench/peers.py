@@ -33,7 +33,7 @@ import grpc
 from agentstore.v1 import event_pb2
 from agentstore.v1 import session_service_pb2 as pb
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
-from bench.common import ROOT, parser, running_server, scratch_database
+from bench.common import ROOT, analyze, parser, running_server, scratch_database
 from bench.latency import Pipe, timed
 from bench.peer_support import TEXT, figures
 
@@ -83,6 +83,7 @@ async def agentstore(database_url: str, appends: int, history: int) -> dict[str,
             for start in range(0, history, 1000)
         ]
         await stub.AppendEvents(iter(batches))
+        await analyze(database_url)
         loads = []
         for _ in range(LOADS + 2):
             started = time.perf_counter()
@@ -101,14 +102,20 @@ async def peer(
     appends: int,
     history: int,
     agentstore_target: str | None = None,
+    agentstore_database_url: str | None = None,
 ) -> dict:  # type: ignore[type-arg]
     """A peer script's figures: the framework's own store in the peer's venv, or, with
     `agentstore_target`, agentstore's adapter for that framework measured by the same script
-    in this venv."""
+    in this venv (`agentstore_database_url` is that server's database, analyzed before the
+    loads as the peer's own is)."""
     python = Path(sys.executable) if agentstore_target else VENVS / venv / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"{python} is missing: make the peers' venvs first (see --help)")
-    target = ["--agentstore-target", agentstore_target] if agentstore_target else []
+    target = []
+    if agentstore_target and agentstore_database_url:
+        target = [
+            "--agentstore-target", agentstore_target, "--analyze-url", agentstore_database_url
+        ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         str(python), str(ROOT / script), "--database-url", database_url,
         "--appends", str(appends), "--history", str(history), *target,
@@ -142,8 +149,9 @@ async def main() -> None:
     ):
         for name, (venv, script) in PEERS.items():
             results[ADAPTERS[name]] = await peer(
-                venv, script, arguments.database_url, appends, history, server.address
-            )
+                venv, script, arguments.database_url, appends, history, server.address,
+                database_url,
+            )  # fmt: skip
     ours = results["agentstore (AppendStream, StreamEvents)"]
     print(f"{appends:,} awaited single-item appends; loading a {history:,}-item session\n")
     print(f"{'store':44} {'appends/s':>10} {'p50 ms':>7} {'load ms':>8}")

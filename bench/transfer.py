@@ -19,7 +19,7 @@ from agentstore.client import AsyncClient
 from agentstore.client.transfer import export_sessions, import_sessions, read_export
 from agentstore.v1.session_service_pb2_grpc import SessionServiceStub
 from bench.append import messages, new_sessions, stream_rate
-from bench.common import Stopwatch, parser, rate, running_server, scratch_databases
+from bench.common import Stopwatch, analyze, parser, rate, running_server, scratch_databases
 
 
 async def main() -> None:
@@ -38,6 +38,7 @@ async def main() -> None:
             stream = [m for session in sessions for m in messages(session, per_session, 250)]
             seconds, appended, _ = await stream_rate(stub, [stream])
             append_rate = rate(appended, seconds)
+            await analyze(source_url)
             exported = io.StringIO()
             async with AsyncClient(source.address) as client:
                 with Stopwatch() as watch:
