@@ -50,6 +50,7 @@ from agentstore.client.adk_events import (
     split_state,
 )
 from agentstore.client.async_client import DEFAULT_TARGET, AsyncClient
+from agentstore.client.bulk import collector_paused
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AlreadyExists, Conflict, NotFound
 from agentstore.client.ids import new_uuid7
@@ -147,11 +148,13 @@ class AgentstoreSessionService(BaseSessionService):
         if recent == 0:
             return []
         if recent is None and after is None:
-            # The whole history, the fastest way: the replay, converting only each ADK event.
-            return [
-                adk_event_from_message(message)
-                async for message in self._client.stream_event_messages(session_id=key)
-            ]
+            # The whole history, the fastest way: the replay, converting only each ADK event,
+            # a response's events at a time while the server sends the next.
+            events: list[AdkEvent] = []
+            async for batch in self._client.stream_event_batches(session_id=key):
+                with collector_paused():
+                    events.extend(adk_event_from_message(message) for message in batch)
+            return events
         start = None
         if after is not None:
             start = datetime.fromtimestamp(after, UTC) - CLOCK_SKEW

@@ -138,7 +138,7 @@ def adk_event_from_event(event: Event) -> AdkEvent:
 
 def adk_event_from_message(message: event_pb2.Event) -> AdkEvent:
     """adk_event_from_event() of the event's message as it arrived, converting only the ADK
-    event (AsyncClient.stream_event_messages)."""
+    event (AsyncClient.stream_event_batches)."""
     from google.adk.events import Event as AdkEvent
 
     value = message.data.fields.get(_ADK)

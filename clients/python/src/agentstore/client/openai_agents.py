@@ -24,6 +24,7 @@ from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 
 from agentstore.client.async_client import DEFAULT_TARGET, AsyncClient
+from agentstore.client.bulk import collector_paused
 from agentstore.client.connection import TLS
 from agentstore.client.errors import AlreadyExists, NotFound
 from agentstore.client.event_data import REMOVAL_NOTICE
@@ -75,10 +76,12 @@ class AgentstoreSession(SessionABC):
         try:
             if wanted is None:
                 # The whole history, the fastest way: the replay, converting only each item.
-                messages = self._client.stream_event_messages(session_id=self.session_id)
-                items: list[Any] = [
-                    item_from_message(m) async for m in messages if m.type != REMOVAL_NOTICE
-                ]
+                items: list[Any] = []
+                async for batch in self._client.stream_event_batches(session_id=self.session_id):
+                    with collector_paused():
+                        items.extend(
+                            item_from_message(m) for m in batch if m.type != REMOVAL_NOTICE
+                        )
                 return items
             newest_first: list[TResponseInputItem] = []
             async for event in self._client.list_events(

@@ -80,7 +80,7 @@ def item_from_event(event: Event) -> dict[str, Any]:
 
 def item_from_message(message: event_pb2.Event) -> dict[str, Any]:
     """item_from_event() of the event's message as it arrived, converting only the item
-    (AsyncClient.stream_event_messages)."""
+    (AsyncClient.stream_event_batches)."""
     value = message.data.fields.get(_ITEM)
     if value is None or value.WhichOneof("kind") != "struct_value":
         raise _no_item(message.event_id)
