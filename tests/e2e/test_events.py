@@ -401,6 +401,21 @@ async def test_list_events_of_a_missing_session_is_not_found(stub: SessionServic
     )
 
 
+async def test_list_events_of_a_deleted_session_is_not_found_though_its_events_remain(
+    stub: SessionServiceStub, session_id: str
+) -> None:
+    await append(stub, message(session_id, [event("a"), event("b")]))
+    await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session_id))
+    for descending in (False, True):
+        await expect_error(
+            stub.ListEvents(pb.ListEventsRequest(session_id=session_id, descending=descending)),
+            grpc.StatusCode.NOT_FOUND,
+        )
+    await stub.UndeleteSession(pb.UndeleteSessionRequest(session_id=session_id))
+    listed = await stub.ListEvents(pb.ListEventsRequest(session_id=session_id))
+    assert [e.content.text for e in listed.events] == ["a", "b"]
+
+
 async def test_session_stats_count_events_without_reading_them(
     stub: SessionServiceStub, session_id: str
 ) -> None:

@@ -197,13 +197,15 @@ class EventRepository:
         }
         statement = LIST_EVENTS_DESCENDING if event_filter.descending else LIST_EVENTS_ASCENDING
         async with self._database.connection() as connection:
-            live = await connection.execute(
-                SELECT_LIVE_SESSION, {"apps": scope.app_names, "id": event_filter.session_id}
-            )
-            if await live.fetchone() is None:
-                raise session_not_found(event_filter.session_id)
             # Unprepared: see list_events in queries/events.sql.
-            return await _fetch(connection, statement, params, _event_of_columns, prepare=False)
+            events = await _fetch(connection, statement, params, _event_of_columns, prepare=False)
+            if not events:
+                live = await connection.execute(
+                    SELECT_LIVE_SESSION, {"apps": scope.app_names, "id": event_filter.session_id}
+                )
+                if await live.fetchone() is None:
+                    raise session_not_found(event_filter.session_id)
+            return events
 
     async def read_after(
         self, scope: Scope, session_id: str, after_seq: int, limit: int

@@ -273,12 +273,19 @@ events.create_time, events.encoded
 
 -- name: list_events
 -- A session's events matching the filters (empty ones match everything), strictly after the
--- cursor in the page order. Two statements are made from this text: {direction} ASC with
--- {beyond} >, and DESC with <. Run unprepared, so that the planner drops the empty filters
--- and walks the (session_id, seq) key in order.
+-- cursor in the page order, and none unless the session is live and in scope (an empty page
+-- is then told apart by select_live_session: a page with events needs one round trip). Two
+-- statements are made from this text: {direction} ASC with {beyond} >, and DESC with <. Run
+-- unprepared, so that the planner drops the empty filters and walks the (session_id, seq)
+-- key in order.
 SELECT {event_read_columns}
 FROM events
 WHERE session_id = %(session_id)s
+  AND EXISTS (
+      SELECT 1 FROM sessions
+      WHERE sessions.id = %(session_id)s
+        AND session_is_live(sessions.delete_time, sessions.expire_time)
+        AND in_scope(sessions.app_name, %(apps)s))
   AND seq > %(after_seq)s
   AND (%(before_seq)s = 0 OR seq < %(before_seq)s)
   AND (%(cursor)s::bigint IS NULL OR seq {beyond} %(cursor)s)
