@@ -201,7 +201,7 @@ async def test_the_adapters_read_a_message_as_they_read_its_event(
         + [event_from_adk_event(adk_event), Event(type="note", data={"item": "not an item"})],
     )
     events = [event async for event in client.stream_events(session_id=session.id)]
-    messages = [m async for b in client.stream_event_batches(session_id=session.id) for m in b]
+    messages = [m async for b in client.stream_event_batches(session.id) for m in b]
     assert [item_from_message(m) for m in messages[:4]] == CONVERSATION
     assert [item_from_message(m) for m in messages[:4]] == [item_from_event(e) for e in events[:4]]
     assert adk_event_from_message(messages[4]) == adk_event_from_event(events[4]) == adk_event

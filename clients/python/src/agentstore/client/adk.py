@@ -151,7 +151,7 @@ class AgentstoreSessionService(BaseSessionService):
             # The whole history, the fastest way: the replay, converting only each ADK event,
             # a response's events at a time while the server sends the next.
             events: list[AdkEvent] = []
-            async for batch in self._client.stream_event_batches(session_id=key):
+            async for batch in self._client.stream_event_batches(key):
                 with collector_paused():
                     events.extend(adk_event_from_message(message) for message in batch)
             return events

@@ -26,7 +26,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agentstore.client.convert import dict_from_struct
+from agentstore.client.convert import object_in_struct
 from agentstore.client.ids import DEFAULT_MAX_ID_LENGTH
 from agentstore.client.types import Content, Event, EventActions
 from agentstore.v1 import event_pb2
@@ -141,10 +141,10 @@ def adk_event_from_message(message: event_pb2.Event) -> AdkEvent:
     event (AsyncClient.stream_event_batches)."""
     from google.adk.events import Event as AdkEvent
 
-    value = message.data.fields.get(_ADK)
-    if value is None or value.WhichOneof("kind") != "struct_value":
+    dumped = object_in_struct(message.data, _ADK)
+    if dumped is None:
         raise _no_adk_event(message.event_id)
-    return AdkEvent.model_validate(dict_from_struct(value.struct_value))
+    return AdkEvent.model_validate(dumped)
 
 
 def _no_adk_event(event_id: str) -> ValueError:

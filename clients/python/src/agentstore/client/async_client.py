@@ -359,36 +359,32 @@ class AsyncClient:
         """The StreamEvents RPC as it is: one session's events after `after_seq`, or an app's
         (or user's) feed after `resume_token`; with `follow`, then new events as they commit,
         until the stream breaks. `follow()` is the same, reconnecting by itself."""
-        batches = self.stream_event_batches(
-            session_id=session_id, after_seq=after_seq, app_name=app_name, user_id=user_id,
-            agent_id=agent_id, types=types, resume_token=resume_token, follow=follow,
-        )  # fmt: skip
+        request = _stream_request(
+            session_id, after_seq, app_name, user_id, agent_id, types, resume_token, follow
+        )
+        batches = self._event_batches(request)
         async with contextlib.aclosing(batches):  # a reader that stops early ends the call
             async for batch in batches:
                 for message in batch:
                     yield Event.from_proto(message)
 
-    async def stream_event_batches(
-        self,
-        *,
-        session_id: str = "",
-        after_seq: int = 0,
-        app_name: str = "",
-        user_id: str = "",
-        agent_id: str = "",
-        types: Sequence[str] = (),
-        resume_token: str = "",
-        follow: bool = False,
+    def stream_event_batches(
+        self, session_id: str, *, after_seq: int = 0
     ) -> AsyncGenerator[Sequence[event_pb2.Event], None]:
-        """stream_events() without making `Event`s: the protobuf messages as they arrive, the
-        events of each response together (up to a thousand in a replay), for a reader of a
-        few fields of many events. Making an `Event` (its Structs, its time) is most of the
-        client's time in loading a long session: an adapter that reads only `data` loads a
-        5,000-event history a third faster this way, and converts a response's events while
-        the server reads and sends the next."""
-        request = _stream_request(
-            session_id, after_seq, app_name, user_id, agent_id, types, resume_token, follow
+        """A session's events after `after_seq` as stream_events() reads them (no follow),
+        without making `Event`s: the protobuf messages as they arrive, the events of each
+        response together (up to a thousand), for a reader of a few fields of many events.
+        Making an `Event` (its Structs, its time) is most of the client's time in loading a
+        long session: an adapter that reads only `data` loads a 5,000-event history a third
+        faster this way, and converts a response's events while the server reads and sends
+        the next."""
+        return self._event_batches(
+            _stream_request(session_id, after_seq, "", "", "", (), "", False)
         )
+
+    async def _event_batches(
+        self, request: pb.StreamEventsRequest
+    ) -> AsyncGenerator[Sequence[event_pb2.Event], None]:
         call = self._connection.stub().StreamEvents(request, metadata=self._connection.metadata)
         try:
             async for response in call:

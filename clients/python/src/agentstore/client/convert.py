@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 __all__ = [
     "dict_from_struct",
     "duration_from_timedelta",
+    "object_in_struct",
     "struct_from_dict",
     "time_from_timestamp",
     "timestamp_from_time",
@@ -47,6 +48,15 @@ def dict_from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
     fields = struct.fields
     # By key: the map's items() goes through a generic Mapping view, a third slower.
     return {key: value_from_proto(fields[key]) for key in fields}
+
+
+def object_in_struct(struct: struct_pb2.Struct, key: str) -> dict[str, Any] | None:
+    """The object at `key` of a Struct, converted alone; None when the key is missing or
+    holds anything but an object."""
+    value = struct.fields.get(key)
+    if value is None or value.WhichOneof("kind") != "struct_value":
+        return None
+    return dict_from_struct(value.struct_value)
 
 
 def struct_from_dict(values: Mapping[str, Any]) -> struct_pb2.Struct:

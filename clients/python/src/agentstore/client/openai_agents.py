@@ -77,7 +77,7 @@ class AgentstoreSession(SessionABC):
             if wanted is None:
                 # The whole history, the fastest way: the replay, converting only each item.
                 items: list[Any] = []
-                async for batch in self._client.stream_event_batches(session_id=self.session_id):
+                async for batch in self._client.stream_event_batches(self.session_id):
                     with collector_paused():
                         items.extend(
                             item_from_message(m) for m in batch if m.type != REMOVAL_NOTICE

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agentstore.client.convert import dict_from_struct
+from agentstore.client.convert import object_in_struct
 from agentstore.client.types import Content, Event
 from agentstore.v1 import event_pb2
 
@@ -81,10 +81,10 @@ def item_from_event(event: Event) -> dict[str, Any]:
 def item_from_message(message: event_pb2.Event) -> dict[str, Any]:
     """item_from_event() of the event's message as it arrived, converting only the item
     (AsyncClient.stream_event_batches)."""
-    value = message.data.fields.get(_ITEM)
-    if value is None or value.WhichOneof("kind") != "struct_value":
+    item = object_in_struct(message.data, _ITEM)
+    if item is None:
         raise _no_item(message.event_id)
-    return dict_from_struct(value.struct_value)
+    return item
 
 
 def _no_item(event_id: str) -> ValueError:
