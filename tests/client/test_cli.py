@@ -73,6 +73,27 @@ async def test_bad_input_is_reported_with_its_field(server: AgentStoreServer) ->
     assert b"Traceback" not in err
 
 
+async def test_a_reader_that_stops_early_ends_the_command_quietly(
+    server: AgentStoreServer, client: AsyncClient, app_name: str
+) -> None:
+    # More output than a pipe holds, so the command is still writing when its reader goes.
+    session = await client.create_session(app_name)
+    await client.append(session.id, [said("user", f"{n} " + "x" * 400) for n in range(400)])
+    read_end, write_end = os.pipe()
+    events = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstore", "--target", f"127.0.0.1:{server.port}",
+        "--json", "events", session.id,
+        stdout=write_end, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:  # as `| head -1` does
+        # In a thread: the server answering the command runs on this event loop.
+        first = await asyncio.to_thread(reader.readline)
+    _, err = await asyncio.wait_for(events.communicate(), 60)
+    assert json.loads(first)["seq"] == 1
+    assert (events.returncode, err) == (128 + signal.SIGPIPE, b"")
+
+
 async def test_tail_prints_what_another_process_appends_and_stops_on_ctrl_c(
     server: AgentStoreServer, client: AsyncClient, app_name: str
 ) -> None:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, description in SERVER_COMMANDS.items():
         commands.add_parser(name, help=f"{description} (comes with the server)", add_help=False)
 
-    sessions = commands.add_parser("sessions", help="list, show, delete and undelete sessions")
+    sessions = commands.add_parser("sessions", help="list, get, delete and undelete sessions")
     session_commands = sessions.add_subparsers(dest="action", required=True)
     listing = session_commands.add_parser("list", help="sessions of an app, newest first")
     listing.add_argument("--app", required=True)
@@ -168,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for violation in getattr(exc, "violations", ()):
             print(f"  {violation.field}: {violation.description}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader of the output went away (`agentstore export | head`) and had what it
+        # wanted: no message, the status a shell gives a command ended by SIGPIPE, and
+        # nothing more written at exit (Python flushes stdout then, and would fail again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (OSError, ValueError) as exc:  # a file that cannot be read, or is not an export
         print(f"agentstore {arguments.command}: {exc}", file=sys.stderr)
         return 1
