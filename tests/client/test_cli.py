@@ -8,11 +8,18 @@ import os
 import signal
 import sys
 
-import pytest
-
 from agentstore.app import AgentStoreServer
 from agentstore.client import AsyncClient
 from tests.support import run_agentstore
+
+# `python -m agentstore` with Ctrl-C's default action, as a terminal gives it. A run of this
+# suite started in the background by a shell inherits SIGINT ignored (what a shell does to a
+# background job), and so would the command: it would rightly not stop on SIGINT, and the
+# test of Ctrl-C hung on every such run.
+AS_AT_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " runpy.run_module('agentstore', run_name='__main__', alter_sys=True)"
+)
 
 
 def said(role: str, text: str) -> dict[str, object]:
@@ -100,10 +107,9 @@ async def test_tail_prints_what_another_process_appends_and_stops_on_ctrl_c(
     session = await client.create_session(app_name)
     await client.append(session.id, said("user", "before the tail"))
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentstore", "--target", f"127.0.0.1:{server.port}",
+        sys.executable, "-c", AS_AT_A_TERMINAL, "--target", f"127.0.0.1:{server.port}",
         "tail", session.id, "--replay",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # its stacks on SIGABRT: see below
     )  # fmt: skip
     assert tail.stdout is not None
     assert tail.stderr is not None
@@ -125,15 +131,7 @@ async def test_tail_prints_what_another_process_appends_and_stops_on_ctrl_c(
         assert b"#4" in whole
         assert b"assistant" in whole
         tail.send_signal(signal.SIGINT)
-        try:
-            code = await asyncio.wait_for(tail.wait(), 30)
-        except TimeoutError:
-            # Seen twice, each on the first run in a fresh checkout, never reproduced since:
-            # where it hangs is what to find, so the failure shows every thread's stack.
-            tail.send_signal(signal.SIGABRT)
-            await tail.wait()
-            stacks = (await tail.stderr.read()).decode(errors="replace")
-            pytest.fail(f"the tail did not stop within 30 s of SIGINT; its threads:\n{stacks}")
+        code = await asyncio.wait_for(tail.wait(), 30)
     finally:
         if tail.returncode is None:
             tail.kill()
