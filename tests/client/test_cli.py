@@ -100,6 +100,18 @@ async def test_a_reader_that_stops_early_ends_the_command_quietly(
     assert json.loads(first)["seq"] == 1
     assert (events.returncode, err) == (128 + signal.SIGPIPE, b"")
 
+    # A reader gone before anything was written: the output fits the buffer, and only its
+    # last flush finds the pipe closed (`agentstore stats | true`).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stats = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentstore", "--target", f"127.0.0.1:{server.port}", "stats",
+        stdout=write_end, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write_end)
+    _, err = await asyncio.wait_for(stats.communicate(), 60)
+    assert (stats.returncode, err) == (128 + signal.SIGPIPE, b"")
+
 
 async def test_tail_prints_what_another_process_appends_and_stops_on_ctrl_c(
     server: AgentStoreServer, client: AsyncClient, app_name: str
