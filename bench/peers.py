@@ -14,6 +14,9 @@ bench/peer_openai_agents.py); make them once:
 For each store: `--appends` awaited single-item appends to one session (what an adapter does:
 append, await, go on), their p50 and rate; and the median time to load a `--history`-item
 session whole (agentstore: StreamEvents replay; ADK: get_session; OpenAI Agents: get_items).
+agentstore sends a session replayed again from memory (`--replay-cache`); its loads are also
+measured, taking turns with those, on a second server that reads every one from the table
+(`--replay-cache 0`), as a replay on another replica or after a restart does.
 Targets (issue 11): awaited appends at least 2x both peers; history at least as fast as OpenAI
 Agents and 10x ADK. Then each framework's agentstore adapter (issue 14), measured by the same
 peer script in this venv against a server on its own scratch database: ADK's append_event and
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,10 +62,15 @@ def one_event(number: int) -> event_pb2.Event:
     )
 
 
-async def agentstore(database_url: str, appends: int, history: int) -> dict[str, float]:
+async def agentstore(
+    database_url: str, appends: int, history: int
+) -> tuple[dict[str, float], float]:
+    """The figures of agentstore, and the median load of the server without a replay memory."""
     async with (
         running_server(database_url) as server,
+        running_server(database_url, "--replay-cache", "0") as uncached,
         grpc.aio.insecure_channel(server.address) as channel,
+        grpc.aio.insecure_channel(uncached.address) as uncached_channel,
     ):
         stub = SessionServiceStub(channel)
         session = await stub.CreateSession(pb.CreateSessionRequest(app_name="bench"))
@@ -84,15 +93,21 @@ async def agentstore(database_url: str, appends: int, history: int) -> dict[str,
         ]
         await stub.AppendEvents(iter(batches))
         await analyze(database_url)
-        loads = []
+        loads: list[float] = []
+        table_loads: list[float] = []
         for _ in range(LOADS + 2):
-            started = time.perf_counter()
-            count = 0
-            async for response in stub.StreamEvents(pb.StreamEventsRequest(session_id=long.id)):
-                count += len(response.events)
-            loads.append(time.perf_counter() - started)
-            assert count == history, count
-    return figures(appends, durations, loads[2:])
+            for through, times in (
+                (stub, loads),
+                (SessionServiceStub(uncached_channel), table_loads),
+            ):
+                started = time.perf_counter()
+                count = 0
+                request = pb.StreamEventsRequest(session_id=long.id)
+                async for response in through.StreamEvents(request):
+                    count += len(response.events)
+                times.append(time.perf_counter() - started)
+                assert count == history, count
+    return figures(appends, durations, loads[2:]), statistics.median(table_loads[2:]) * 1000
 
 
 async def peer(
@@ -138,7 +153,7 @@ async def main() -> None:
     appends, history = arguments.appends, arguments.history
     results = {}
     async with scratch_database(arguments.database_url) as database_url:
-        results["agentstore (AppendStream, StreamEvents)"] = await agentstore(
+        results["agentstore (AppendStream, StreamEvents)"], table_load_ms = await agentstore(
             database_url, appends, history
         )
     for name, (venv, script) in PEERS.items():
@@ -160,12 +175,17 @@ async def main() -> None:
             f"{name:44} {measured['appends_per_second']:10,.0f} {measured['append_p50_ms']:7.2f}"
             f" {measured['load_ms']:8.1f}"
         )
+    print(f"{'agentstore, every replay from the table':44} {'':>10} {'':>7} {table_load_ms:8.1f}")
     print("\nagentstore against each peer (above 1: agentstore is faster)")
     for name in PEERS:
         measured = results[name]
         append_ratio = ours["appends_per_second"] / measured["appends_per_second"]
         load_ratio = measured["load_ms"] / ours["load_ms"]
-        print(f"{name:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x")
+        table_ratio = measured["load_ms"] / table_load_ms
+        print(
+            f"{name:44} appends {append_ratio:5.2f}x   history load {load_ratio:6.2f}x"
+            f" ({table_ratio:.2f}x from the table)"
+        )
     print("\neach framework's adapter on agentstore against the framework's own store")
     for name, adapter in ADAPTERS.items():
         on_agentstore, own_store = results[adapter], results[name]

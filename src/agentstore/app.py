@@ -23,6 +23,7 @@ from psycopg_pool import PoolTimeout
 
 from agentstore.api.auth import Authenticator
 from agentstore.api.decoding import add_service
+from agentstore.api.event_encoding import event_entries
 from agentstore.api.open_calls import OpenCalls, ending_delay
 from agentstore.api.servicer import SessionServicer
 from agentstore.background import BackgroundTasks
@@ -35,6 +36,7 @@ from agentstore.service.appends import AppendService
 from agentstore.service.events import EventService
 from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.keys import KeyService
+from agentstore.service.replays import ReplayCache
 from agentstore.service.search import SearchService
 from agentstore.service.sessions import SessionService
 from agentstore.service.states import StateService
@@ -175,7 +177,8 @@ class AgentStoreServer:
             self._tasks,
             others_listening=lambda: listener.others_listening,
         )
-        session_service = SessionService(sessions, settings.limits)
+        replays = ReplayCache(event_entries, settings.replay_cache)
+        session_service = SessionService(sessions, settings.limits, replays)
         keys = KeyService(KeyRepository(database), settings.limits)
         key_limiter = KeyLimiter(
             max_streams=settings.key_max_streams,
@@ -185,7 +188,7 @@ class AgentStoreServer:
         auth = Authenticator(keys if settings.auth == "api-key" else None)
         servicer = SessionServicer(
             session_service,
-            EventService(events, settings.limits, on_commit=doorbell.ring),
+            EventService(events, settings.limits, replays, on_commit=doorbell.ring),
             AppendService(events, settings.limits, key_limiter, on_commit=doorbell.ring),
             SearchService(
                 SearchRepository(database, candidates=settings.search_candidates),
@@ -194,7 +197,7 @@ class AgentStoreServer:
             StreamService(
                 sessions, events, hub, settings.limits,
                 heartbeat_seconds=settings.heartbeat_interval.total_seconds(),
-                key_limiter=key_limiter,
+                key_limiter=key_limiter, replays=replays,
             ),
             StateService(StateRepository(database, settings.limits), settings.limits),
             auth,
@@ -203,7 +206,7 @@ class AgentStoreServer:
         self._servicer = servicer
         self._server = await self._serve(servicer)
         if settings.metrics_listen:
-            await self._serve_metrics(settings.metrics_listen, hub, database, listener)
+            await self._serve_metrics(settings.metrics_listen, hub, database, listener, replays)
         await self._set_health(SERVING)
         self._tasks.every(
             settings.reaper_interval.total_seconds(),
@@ -310,7 +313,12 @@ class AgentStoreServer:
         return len(self._tasks)
 
     async def _serve_metrics(
-        self, listen: str, hub: Hub, database: Database, listener: Listener
+        self,
+        listen: str,
+        hub: Hub,
+        database: Database,
+        listener: Listener,
+        replays: ReplayCache,
     ) -> None:
         METRICS.gauge("agentstore_followers_open", lambda: hub.open_streams)
         METRICS.gauge("agentstore_other_replicas_listening", lambda: int(listener.others_listening))
@@ -318,6 +326,7 @@ class AgentStoreServer:
         METRICS.gauge("agentstore_pool_idle", lambda: database.pool_stats()["pool_available"])
         METRICS.gauge("agentstore_pool_waiting", lambda: database.pool_stats()["requests_waiting"])
         METRICS.gauge("agentstore_database_uses_total", lambda: database.uses)
+        METRICS.gauge("agentstore_replay_cache_bytes", lambda: replays.size)
         host, _, port = listen.rpartition(":")
         self._metrics_server = await serve_metrics(host.strip("[]") or "127.0.0.1", int(port))
         bound = self._metrics_server.sockets[0].getsockname()

@@ -158,6 +158,12 @@ class Settings(BaseModel):
     follower_buffer: int = Field(
         default=64, ge=1, description="batches a follower may have unread before it falls back"
     )
+    replay_cache: Annotated[int, SizeText] = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description="memory for the encoded events of recently replayed sessions, sent from"
+        " memory when the session is replayed again (0: off)",
+    )
     search_candidates: int = Field(
         default=2000, ge=1, description="Search ranks this many of the newest matches"
     )

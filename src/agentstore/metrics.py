@@ -118,6 +118,12 @@ for _name, _kind, _text in (
         "1 while another replica listens on this database (appends then ring it), else 0.",
     ),
     ("agentstore_reaper_purged_total", "counter", "Sessions purged by the reaper."),
+    (
+        "agentstore_replay_events_from_memory_total",
+        "counter",
+        "Events replays sent from this replica's kept replays (--replay-cache).",
+    ),
+    ("agentstore_replay_cache_bytes", "gauge", "Memory held by kept replays (--replay-cache)."),
 ):
     METRICS.describe(_name, _kind, _text)
 

@@ -50,7 +50,8 @@ class StreamEncoder:
     def encode(self, message: StreamMessage) -> list[bytes]:
         """The message as encoded responses: one, unless its events pass the budget."""
         if not message.live:
-            return self._encode(message, event_entries(message.events, message.tokens))
+            entries = message.entries or event_entries(message.events, message.tokens)
+            return self._encode(message, entries)
         key = (
             tuple(map(id, message.events)), tuple(message.tokens), message.resume_token,
             message.caught_up, message.heartbeat,

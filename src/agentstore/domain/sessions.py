@@ -134,6 +134,8 @@ class Session:
     version: int
     last_seq: int
     event_count: int
+    # Events RemoveEvents took back: it only grows while the session lives.
+    removed_count: int
     create_time: datetime
     update_time: datetime
     expire_time: datetime | None

@@ -18,6 +18,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
+from agentstore.service.replays import ReplayCache
 from agentstore.service.requests import EventListFields, RemovalFields
 from agentstore.service.validation import validate, validate_identifier
 from agentstore.store.events import EventRepository
@@ -32,11 +33,14 @@ class EventService:
         self,
         repository: EventRepository,
         limits: Limits,
+        replays: ReplayCache,
         *,
         on_commit: Callable[[list[tuple[str, str]]], None] = lambda changed: None,
     ) -> None:
         self._repository = repository
         self._limits = limits
+        # Removed events are erased: so is this replica's copy of the session's replay.
+        self._replays = replays
         # Rings followers of the session, here and on other replicas, for the notice.
         self._on_commit = on_commit
 
@@ -52,6 +56,7 @@ class EventService:
             caller.scope, removal, notice_type=REMOVAL_NOTICE, notice_event_id=new_uuid7()
         )
         if outcome.notice_seq:
+            self._replays.forget(removal.session_id)
             self._on_commit([(outcome.app_name, removal.session_id)])
         return outcome
 

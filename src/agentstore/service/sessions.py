@@ -22,6 +22,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
+from agentstore.service.replays import ReplayCache
 from agentstore.service.requests import (
     CreateSessionFields,
     SessionListFields,
@@ -39,9 +40,11 @@ REAP_BATCH = 500
 
 
 class SessionService:
-    def __init__(self, repository: SessionRepository, limits: Limits) -> None:
+    def __init__(self, repository: SessionRepository, limits: Limits, replays: ReplayCache) -> None:
         self._repository = repository
         self._limits = limits
+        # A purged session's events are gone: so is this replica's copy of them.
+        self._replays = replays
 
     async def create(self, caller: Caller, request: CreateSessionFields) -> Session:
         """Create a session; raises `InvalidArgument` and `AlreadyExists`."""
@@ -128,6 +131,7 @@ class SessionService:
         self._check_id("session_id", session_id)
         if purge:
             await self._repository.purge(caller.scope, session_id)
+            self._replays.forget(session_id)
             return None
         return await self._repository.soft_delete(caller.scope, session_id)
 

@@ -22,10 +22,12 @@ from agentstore.domain.callers import Caller, Recheck, Scope
 from agentstore.domain.errors import InvalidArgument, ServerShuttingDown
 from agentstore.domain.events import FEED_START, Event, FeedPosition, FeedScope, RequiredLabel
 from agentstore.domain.limits import Limits
-from agentstore.domain.sessions import OptionalIdentifier
+from agentstore.domain.sessions import OptionalIdentifier, Session
 from agentstore.live.hub import Hub, Subscription
+from agentstore.metrics import METRICS
 from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.paging import MAX_INT64
+from agentstore.service.replays import ReplayCache, matches
 from agentstore.service.requests import StreamFields
 from agentstore.service.validation import validate
 from agentstore.store.events import EventRepository
@@ -45,6 +47,8 @@ class StreamMessage:
     """One message of a stream: events (with their feed tokens, for feeds), or a marker."""
 
     events: list[Event] = field(default_factory=list)
+    # Events already encoded (a session replay's, see service/replays.py), in place of `events`.
+    entries: list[bytes] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     caught_up: bool = False
     heartbeat: bool = False
@@ -52,6 +56,10 @@ class StreamMessage:
     # Live events come from the hub, the same objects for every follower of a channel;
     # replay and catch-up pages are read for one follower alone.
     live: bool = False
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self.events or self.entries)
 
 
 class StreamRequest(BaseModel):
@@ -95,6 +103,9 @@ class _Follow(Generic[P]):
     subscribe: Callable[[P], Subscription[P]]
     message: Callable[[list[tuple[P, Event]], bool], StreamMessage]
     marker: Callable[[P], str]
+    # What is there before following: the table after a position, as (new position, message);
+    # `_table` unless the stream has a faster way.
+    replay: Callable[[P], AsyncIterator[tuple[P, StreamMessage]]] | None = None
 
 
 class StreamService:
@@ -107,8 +118,10 @@ class StreamService:
         *,
         heartbeat_seconds: float,
         key_limiter: KeyLimiter,
+        replays: ReplayCache,
     ) -> None:
         self._key_limiter = key_limiter
+        self._replays = replays
         self._sessions = sessions
         self._events = events
         self._hub = hub
@@ -155,7 +168,7 @@ class StreamService:
     async def _session_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[int]:
         # NotFound unless live and in scope. The hub's live reads, shared by every follower of
         # the session, need no scope of their own: the session's app never changes.
-        await self._sessions.get(scope, wanted.session_id, with_state=False)
+        session = await self._sessions.get(scope, wanted.session_id, with_state=False)
         session_id, types = wanted.session_id, set(wanted.types)
 
         async def read(after: int, limit: int) -> list[tuple[int, Event]]:
@@ -163,14 +176,59 @@ class StreamService:
             return [(event.seq, event) for event in events]
 
         def message(rows: list[tuple[int, Event]], live: bool) -> StreamMessage:
-            return StreamMessage(
-                events=[e for _, e in rows if not types or e.type in types], live=live
-            )
+            return StreamMessage(events=_of_types([e for _, e in rows], types), live=live)
+
+        def replay(after: int) -> AsyncIterator[tuple[int, StreamMessage]]:
+            return self._session_replay(scope, session, after, types)
 
         return _Follow(
             read, lambda position: self._hub.follow_session(session_id, position), message,
-            lambda position: "",
+            lambda position: "", replay,
         )  # fmt: skip
+
+    async def _session_replay(
+        self, scope: Scope, session: Session, after: int, types: set[str]
+    ) -> AsyncIterator[tuple[int, StreamMessage]]:
+        """A session's events after `after` as (new position, message): the part this replica
+        kept from an earlier replay (service/replays.py), checked, then the table after it;
+        a replay from the start records what it reads for the next one."""
+        replays, position = self._replays, after
+        kept = replays.kept(session)
+        if kept is not None and after > kept.through:
+            kept = None  # the kept part is all before this replay: neither used nor extended
+        elif kept is not None and kept.through:
+            through = kept.through
+            events = await self._events.read_after(scope, session.id, through - 1, REPLAY_PAGE)
+            if matches(kept, events[0] if events else None):
+                sent = kept.entries_after(after, types)
+                METRICS.count("agentstore_replay_events_from_memory_total", amount=len(sent))
+                for start in range(0, len(sent), REPLAY_PAGE):
+                    yield through, StreamMessage(entries=sent[start : start + REPLAY_PAGE])
+                position, events = through, events[1:]
+                if events:
+                    entries = replays.record(kept, through, events)
+                    position = events[-1].seq
+                    yield position, _encoded_message(events, entries, types)
+                if len(events) < REPLAY_PAGE - 1:
+                    return
+            else:
+                replays.forget(session.id)
+                kept = None
+        if kept is None and after == 0:
+            kept = replays.start(session)
+        while True:
+            events = await self._events.read_after(scope, session.id, position, REPLAY_PAGE)
+            if events:
+                if kept is None:
+                    message = StreamMessage(events=_of_types(events, types))
+                else:
+                    message = _encoded_message(
+                        events, replays.record(kept, position, events), types
+                    )
+                position = events[-1].seq
+                yield position, message
+            if len(events) < REPLAY_PAGE:
+                return
 
     def _feed_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[FeedPosition]:
         feed = FeedScope(wanted.app_name, wanted.user_id, wanted.agent_id)
@@ -196,9 +254,10 @@ class StreamService:
         self, follow: _Follow[P], start: P, live: bool, recheck: Recheck | None
     ) -> AsyncIterator[StreamMessage]:
         position = start
-        async for page_end, message in _table(follow, position):
+        replay = follow.replay(position) if follow.replay else _table(follow, position)
+        async for page_end, message in replay:
             position = page_end
-            if message.events:
+            if message.has_events:
                 yield message
         if not live:
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
@@ -207,7 +266,7 @@ class StreamService:
         try:
             async for page_end, message in _table(follow, position):
                 position = page_end
-                if message.events:
+                if message.has_events:
                     yield message
             yield StreamMessage(caught_up=True, resume_token=follow.marker(position))
             # With a credential to recheck, wake at least every RECHECK_SECONDS to do so: a
@@ -234,7 +293,7 @@ class StreamService:
                 if delivery.gap:
                     async for page_end, message in _table(follow, position):
                         position = page_end
-                        if message.events:
+                        if message.has_events:
                             yield message
                 elif delivery.events:
                     position = delivery.events[-1][0]
@@ -242,6 +301,20 @@ class StreamService:
                         yield message
         finally:
             self._hub.unfollow(subscription)
+
+
+def _of_types(events: list[Event], types: set[str]) -> list[Event]:
+    """The events of the given types (empty: all)."""
+    return [event for event in events if not types or event.type in types]
+
+
+def _encoded_message(events: list[Event], entries: list[bytes], types: set[str]) -> StreamMessage:
+    """A message of the events' entries, of the given types (empty: all)."""
+    if not types:
+        return StreamMessage(entries=entries)
+    return StreamMessage(
+        entries=[entry for entry, event in zip(entries, events, strict=True) if event.type in types]
+    )
 
 
 async def _table(follow: _Follow[P], position: P) -> AsyncIterator[tuple[P, StreamMessage]]:

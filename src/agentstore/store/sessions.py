@@ -57,6 +57,7 @@ def session_from_row(row: dict[str, Any]) -> Session:
         version=row["version"],
         last_seq=row["last_seq"],
         event_count=row["event_count"],
+        removed_count=row["removed_count"],
         create_time=row["create_time"],
         update_time=row["update_time"],
         expire_time=row["expire_time"],

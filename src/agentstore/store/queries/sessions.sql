@@ -21,8 +21,8 @@ RETURNING *, session_event_count(last_seq, removed_count) AS event_count;
 -- when with_scopes (null otherwise: the subqueries are not run).
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
-       session_event_count(last_seq, removed_count) AS event_count, create_time, update_time,
-       expire_time, delete_time, preview, last_event_time,
+       session_event_count(last_seq, removed_count) AS event_count, removed_count,
+       create_time, update_time, expire_time, delete_time, preview, last_event_time,
        CASE WHEN %(with_scopes)s THEN COALESCE(
            (SELECT a.state FROM app_states AS a WHERE a.app_name = sessions.app_name),
            '{}'::jsonb) END AS app_state,
@@ -45,8 +45,8 @@ FROM sessions WHERE id = %(id)s AND in_scope(app_name, %(apps)s);
 -- empty and uses the app (or app and user) index, as for a statement written for them.
 SELECT id, app_name, user_id, agent_id, status, metadata,
        CASE WHEN %(with_state)s THEN state ELSE '{}'::jsonb END AS state, version, last_seq,
-       session_event_count(last_seq, removed_count) AS event_count, create_time, update_time,
-       expire_time, delete_time, preview, last_event_time
+       session_event_count(last_seq, removed_count) AS event_count, removed_count,
+       create_time, update_time, expire_time, delete_time, preview, last_event_time
 FROM sessions
 WHERE (%(app_name)s = '' OR app_name = %(app_name)s)
   AND in_scope(app_name, %(apps)s)

@@ -1,0 +1,153 @@
+"""Recently replayed sessions, kept encoded, so that replaying one again sends bytes from memory.
+
+Agent frameworks load a session's whole history at every turn (ADK's `get_session`, OpenAI
+Agents' `get_items`), and a session only grows between two turns. Reading 5,000 events from
+the table and encoding them took a replay about 20 ms of server and database time where
+sending the same bytes takes 5. So a replay from the start of a session records what it sends
+here, and the next replay of the session sends the kept part and reads only what came after.
+
+What was appended stays as it was: an event's encoding (its fields, seq, position and time)
+never changes. Only two things make kept bytes wrong, and both are checked before any is sent:
+- events taken back (RemoveEvents): the session's `removed_count` only grows, and the kept
+  replay holds the count of the read that started it; any other count drops it.
+- another session under the same id (purged, then created or imported again): the replay's
+  first read of the table starts at the newest kept event, and its position, unique in the
+  store and never reused, must be the kept one.
+Those checks are against the database, so every replica keeps its own and none is told of
+another's removals. The replica that removes events or purges a session drops its copy at
+once; others drop theirs at their next replay of it, or when it is the least recently used
+past the memory bound (`--replay-cache`). Removed content is never sent from here."""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+
+from agentstore.domain.events import Event
+from agentstore.domain.sessions import Session
+
+__all__ = ["EncodeEvents", "KeptReplay", "ReplayCache", "matches"]
+
+# How events become bytes: the API's encoding of each event (injected, so that this layer does
+# not depend on the API's).
+EncodeEvents = Callable[[Sequence[Event]], list[bytes]]
+# What a kept event costs beyond its bytes: the list slots, the bytes and int objects.
+EVENT_OVERHEAD_BYTES = 100
+# One session may take at most this share of the memory, so that one huge history does not
+# push out every other.
+SESSION_SHARE = 4
+
+
+class KeptReplay:
+    """One session's events up to `through`, in seq order, as a replay read and encoded them."""
+
+    def __init__(self, session_id: str, incarnation: tuple[datetime, int]) -> None:
+        self.session_id = session_id
+        self.incarnation = incarnation
+        self.seqs: list[int] = []
+        self.types: list[str] = []
+        self.entries: list[bytes] = []
+        self.last_position = 0
+        self.size = 0
+
+    @property
+    def through(self) -> int:
+        """The seq up to which every event of the session is kept (0: none)."""
+        return self.seqs[-1] if self.seqs else 0
+
+    def entries_after(self, seq: int, types: Collection[str]) -> list[bytes]:
+        """The kept entries of events after `seq`, of the given types (empty: all)."""
+        start = bisect.bisect_right(self.seqs, seq)
+        if not types:
+            return self.entries[start:]
+        return [
+            entry
+            for entry, kind in zip(self.entries[start:], self.types[start:], strict=True)
+            if kind in types
+        ]
+
+
+class ReplayCache:
+    """The kept replays of one replica, least recently used first, within `max_bytes` (0: keep
+    nothing). Used from the event loop's thread only; nothing here awaits."""
+
+    def __init__(self, encode: EncodeEvents, max_bytes: int) -> None:
+        self._encode = encode
+        self._max_bytes = max_bytes
+        self._kept: OrderedDict[str, KeptReplay] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def size(self) -> int:
+        """The bytes kept, as counted against the bound."""
+        return self._bytes
+
+    def kept(self, session: Session) -> KeptReplay | None:
+        """The kept replay of this session, unless events were taken back since it was read
+        (then it is dropped). Its last event must still be checked against the table
+        (`matches`)."""
+        kept = self._kept.get(session.id)
+        if kept is None:
+            return None
+        if kept.incarnation != _incarnation(session):
+            self.forget(session.id)
+            return None
+        self._kept.move_to_end(session.id)
+        return kept
+
+    def start(self, session: Session) -> KeptReplay | None:
+        """A new, empty replay of the session to record into, replacing any other; None when
+        nothing is kept."""
+        if not self._max_bytes:
+            return None
+        self.forget(session.id)
+        kept = KeptReplay(session.id, _incarnation(session))
+        self._kept[session.id] = kept
+        return kept
+
+    def record(
+        self, kept: KeptReplay | None, after_seq: int, events: Sequence[Event]
+    ) -> list[bytes]:
+        """The events' entries, encoded once; kept with `kept` when they follow on from it (a
+        replay read them after `after_seq`, its last kept seq) and it is still the session's.
+        Past the session's share of memory, nothing more is kept of it."""
+        entries = self._encode(events)
+        if (
+            kept is None
+            or not events
+            or after_seq != kept.through  # another replay kept them first
+            or self._kept.get(kept.session_id) is not kept
+        ):
+            return entries
+        added = sum(map(len, entries)) + EVENT_OVERHEAD_BYTES * len(entries)
+        if kept.size + added > self._max_bytes // SESSION_SHARE:
+            self.forget(kept.session_id)
+            return entries
+        kept.seqs.extend(event.seq for event in events)
+        kept.types.extend(event.type for event in events)
+        kept.entries.extend(entries)
+        kept.last_position = events[-1].position
+        kept.size += added
+        self._bytes += added
+        while self._bytes > self._max_bytes:
+            _, evicted = self._kept.popitem(last=False)
+            self._bytes -= evicted.size
+        return entries
+
+    def forget(self, session_id: str) -> None:
+        """Drops the session's kept replay, if any."""
+        kept = self._kept.pop(session_id, None)
+        if kept is not None:
+            self._bytes -= kept.size
+
+
+def matches(kept: KeptReplay, first: Event | None) -> bool:
+    """Whether `first`, the table's first event from the kept replay's last seq on, is the
+    kept last event: the same seq at the same position."""
+    return first is not None and first.seq == kept.through and first.position == kept.last_position
+
+
+def _incarnation(session: Session) -> tuple[datetime, int]:
+    return (session.create_time, session.removed_count)
