@@ -151,6 +151,8 @@ async def test_prometheus_metrics_count_calls_messages_and_appends(database_url:
             session = await client.create_session("metrics")
             await client.append(session.id, [{"type": "note"}, {"type": "note"}])
             await client.append_events([(session.id, [{"type": "note"}], None)] * 3)
+            for _ in range(2):  # the second from memory
+                assert len([e async for e in client.stream_events(session_id=session.id)]) == 5
             with pytest.raises(NotFound):
                 await client.get_session("metrics-missing")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
@@ -179,6 +181,8 @@ async def test_prometheus_metrics_count_calls_messages_and_appends(database_url:
     assert values["agentstore_append_commit_seconds_count"] >= 2
     assert values["agentstore_listener_connects_total"] >= 1
     assert values["agentstore_pool_size"] >= 1
+    assert values["agentstore_replay_events_from_memory_total"] >= 5
+    assert values["agentstore_replay_cache_bytes"] > 0
     assert f'grpc_server_handling_seconds_bucket{{{get},le="+Inf"}}' in values
 
 
