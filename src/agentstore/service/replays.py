@@ -21,6 +21,7 @@ past the memory bound (`--replay-cache`). Removed content is never sent from her
 from __future__ import annotations
 
 import bisect
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -126,7 +127,8 @@ class ReplayCache:
             self.forget(kept.session_id)
             return entries
         kept.seqs.extend(event.seq for event in events)
-        kept.types.extend(event.type for event in events)
+        # Interned: a session's events share a few types, kept once each.
+        kept.types.extend(sys.intern(event.type) for event in events)
         kept.entries.extend(entries)
         kept.last_position = events[-1].position
         kept.size += added
