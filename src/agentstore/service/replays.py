@@ -12,10 +12,12 @@ never changes. Only two things make kept bytes wrong, and both are checked befor
   replay holds the count of the read that started it; any other count drops it.
 - another session under the same id (purged, then created or imported again): the replay's
   first read of the table starts at the newest kept event, and its position, unique in the
-  store and never reused, must be the kept one.
+  store and never reused, must be the kept one (a new session has no event there, or one at
+  another position).
 Those checks are against the database, so every replica keeps its own and none is told of
-another's removals. The replica that removes events or purges a session drops its copy at
-once; others drop theirs at their next replay of it, or when it is the least recently used
+another's removals. A replica drops its copy at once when it removes a session's events or
+purges it (RemoveEvents, DeleteSession with purge); otherwise (other replicas, bulk deletes,
+the reaper) at its next replay of the session, or when the copy is the least recently used
 past the memory bound (`--replay-cache`). Removed content is never sent from here."""
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import bisect
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
 
 from agentstore.domain.events import Event
 from agentstore.domain.sessions import Session
@@ -44,9 +45,10 @@ SESSION_SHARE = 4
 class KeptReplay:
     """One session's events up to `through`, in seq order, as a replay read and encoded them."""
 
-    def __init__(self, session_id: str, incarnation: tuple[datetime, int]) -> None:
+    def __init__(self, session_id: str, removed_count: int) -> None:
         self.session_id = session_id
-        self.incarnation = incarnation
+        # The session's removed_count when the replay that recorded this one read it.
+        self.removed_count = removed_count
         self.seqs: list[int] = []
         self.types: list[str] = []
         self.entries: list[bytes] = []
@@ -92,7 +94,7 @@ class ReplayCache:
         kept = self._kept.get(session.id)
         if kept is None:
             return None
-        if kept.incarnation != _incarnation(session):
+        if kept.removed_count != session.removed_count:
             self.forget(session.id)
             return None
         self._kept.move_to_end(session.id)
@@ -104,7 +106,7 @@ class ReplayCache:
         if not self._max_bytes:
             return None
         self.forget(session.id)
-        kept = KeptReplay(session.id, _incarnation(session))
+        kept = KeptReplay(session.id, session.removed_count)
         self._kept[session.id] = kept
         return kept
 
@@ -149,7 +151,3 @@ def matches(kept: KeptReplay, first: Event | None) -> bool:
     """Whether `first`, the table's first event from the kept replay's last seq on, is the
     kept last event: the same seq at the same position."""
     return first is not None and first.seq == kept.through and first.position == kept.last_position
-
-
-def _incarnation(session: Session) -> tuple[datetime, int]:
-    return (session.create_time, session.removed_count)

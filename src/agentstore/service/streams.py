@@ -193,31 +193,31 @@ class StreamService:
         kept from an earlier replay (service/replays.py), checked, then the table after it;
         a replay from the start records what it reads for the next one."""
         replays, position = self._replays, after
+        # The table's page after the kept part, when checking that part read it already.
+        read_already: list[Event] | None = None
         kept = replays.kept(session)
         if kept is not None and after > kept.through:
             kept = None  # the kept part is all before this replay: neither used nor extended
         elif kept is not None and kept.through:
             through = kept.through
-            events = await self._events.read_after(scope, session.id, through - 1, REPLAY_PAGE)
-            if matches(kept, events[0] if events else None):
+            page = await self._events.read_after(scope, session.id, through - 1, REPLAY_PAGE)
+            if matches(kept, page[0] if page else None):
                 sent = kept.entries_after(after, types)
                 METRICS.count("agentstore_replay_events_from_memory_total", amount=len(sent))
                 for start in range(0, len(sent), REPLAY_PAGE):
                     yield through, StreamMessage(entries=sent[start : start + REPLAY_PAGE])
-                position, events = through, events[1:]
-                if events:
-                    entries = replays.record(kept, through, events)
-                    position = events[-1].seq
-                    yield position, _encoded_message(events, entries, types)
-                if len(events) < REPLAY_PAGE - 1:
-                    return
+                position, read_already, full = through, page[1:], len(page) == REPLAY_PAGE
             else:
                 replays.forget(session.id)
                 kept = None
         if kept is None and after == 0:
             kept = replays.start(session)
         while True:
-            events = await self._events.read_after(scope, session.id, position, REPLAY_PAGE)
+            if read_already is None:
+                events = await self._events.read_after(scope, session.id, position, REPLAY_PAGE)
+                full = len(events) == REPLAY_PAGE
+            else:
+                events, read_already = read_already, None
             if events:
                 if kept is None:
                     message = StreamMessage(events=_of_types(events, types))
@@ -227,7 +227,7 @@ class StreamService:
                     )
                 position = events[-1].seq
                 yield position, message
-            if len(events) < REPLAY_PAGE:
+            if not full:
                 return
 
     def _feed_follow(self, scope: Scope, wanted: StreamRequest) -> _Follow[FeedPosition]:
