@@ -161,8 +161,8 @@ class Settings(BaseModel):
     replay_cache: Annotated[int, SizeText] = Field(
         default=64 * 1024**2,
         ge=0,
-        description="memory for the encoded events of recently replayed sessions, sent from"
-        " memory when the session is replayed again (0: off)",
+        description="memory for the encoded events of recently replayed (or paged) sessions,"
+        " sent from memory when the session is replayed or paged again (0: off)",
     )
     search_candidates: int = Field(
         default=2000, ge=1, description="Search ranks this many of the newest matches"

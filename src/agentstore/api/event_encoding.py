@@ -22,6 +22,7 @@ from agentstore.api.mapping import epoch_parts, fill_event
 from agentstore.api.response_budget import RESPONSE_BUDGET_BYTES, entries_within_budget
 from agentstore.domain.events import Event
 from agentstore.service.paging import Page
+from agentstore.service.replays import EncodedEvent
 from agentstore.v1 import event_pb2, session_service_pb2
 
 __all__ = ["encode_event_page", "event_entries"]
@@ -89,10 +90,10 @@ def event_entries(events: Sequence[Event], tokens: Sequence[str] = ()) -> list[b
     return entries
 
 
-def encode_event_page(page: Page[Event], budget: int = RESPONSE_BUDGET_BYTES) -> bytes:
+def encode_event_page(page: Page[EncodedEvent], budget: int = RESPONSE_BUDGET_BYTES) -> bytes:
     """A ListEventsResponse of the page's events, cut to those within `budget` with the
     token going on after the last of them (see response_budget.py)."""
-    entries = event_entries(page.items)
+    entries = [event.entry for event in page.items]
     count = entries_within_budget(entries, budget)
     token = (
         page.next_page_token if count == len(entries) else page.token_after(page.items[count - 1])

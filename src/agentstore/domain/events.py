@@ -215,6 +215,17 @@ class Removal(_Input):
 
 
 @dataclass(frozen=True, slots=True)
+class KeptReplayCheck:
+    """What decides whether a kept replay of a session is still its history (see
+    service/replays.py): the session's removed_count and last_seq, and the position of its
+    event at the kept replay's last seq (None when it has none), read together."""
+
+    removed_count: int
+    last_seq: int
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RemovalOutcome:
     """What RemoveEvents did: the removed seqs as (first, last) ranges and their count, the
     removed event for a removal of the newest, the notice's seq (0 when nothing was removed),

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from agentstore.client.event_data import REMOVAL_NOTICE
 from agentstore.domain.callers import Caller
 from agentstore.domain.errors import InvalidArgument
-from agentstore.domain.events import Event, EventFilter, Removal, RemovalOutcome, SessionStats
+from agentstore.domain.events import EventFilter, Removal, RemovalOutcome, SessionStats
 from agentstore.domain.ids import new_uuid7
 from agentstore.domain.limits import Limits
+from agentstore.service.event_pages import EventPages
 from agentstore.service.paging import (
     MAX_INT64,
     Page,
@@ -18,7 +19,7 @@ from agentstore.service.paging import (
     encode_page_token,
     page_size,
 )
-from agentstore.service.replays import ReplayCache
+from agentstore.service.replays import EncodedEvent, ReplayCache
 from agentstore.service.requests import EventListFields, RemovalFields
 from agentstore.service.validation import validate, validate_identifier
 from agentstore.store.events import EventRepository
@@ -41,6 +42,7 @@ class EventService:
         self._limits = limits
         # Removed events are erased: so is this replica's copy of the session's replay.
         self._replays = replays
+        self._pages = EventPages(repository, replays)
         # Rings followers of the session, here and on other replicas, for the notice.
         self._on_commit = on_commit
 
@@ -67,7 +69,7 @@ class EventService:
         *,
         page_size_requested: int,
         page_token: str,
-    ) -> Page[Event]:
+    ) -> Page[EncodedEvent]:
         event_filter = validate(EventFilter, request, self._limits)
         limit = page_size(page_size_requested, LIST_PAGE)
         filters = event_filter.model_dump(mode="json")
@@ -79,11 +81,9 @@ class EventService:
             if not 0 <= position[0] <= MAX_INT64:
                 raise InvalidArgument.of("page_token", "is malformed")
             after = position[0]
-        events = await self._repository.list_events(
-            caller.scope, event_filter, after=after, limit=limit + 1
-        )
+        events = await self._pages.read(caller.scope, event_filter, after, limit + 1)
 
-        def token_after(event: Event) -> str:
+        def token_after(event: EncodedEvent) -> str:
             return encode_page_token([event.seq], filters)
 
         return Page.of(events, limit, token_after)

@@ -5,19 +5,22 @@ Agents' `get_items`), and a session only grows between two turns. Reading 5,000 
 the table and encoding them took a replay about 20 ms of server and database time where
 sending the same bytes takes 5. So a replay from the start of a session records what it sends
 here, and the next replay of the session sends the kept part and reads only what came after.
+ListEvents pages of a session's whole history, oldest first, record the same way, and a page
+whose filters only bound seqs and types is cut from a kept replay (service/event_pages.py).
 
 What was appended stays as it was: an event's encoding (its fields, seq, position and time)
 never changes. Only two things make kept bytes wrong, and both are checked before any is sent:
 - events taken back (RemoveEvents): the session's `removed_count` only grows, and the kept
-  replay holds the count of the read that started it; any other count drops it.
-- another session under the same id (purged, then created or imported again): the replay's
-  first read of the table starts at the newest kept event, and its position, unique in the
-  store and never reused, must be the kept one (a new session has no event there, or one at
-  another position).
+  replay holds the count read before anything it records; any other count drops it (a
+  removal while it was read leaves it an older count too).
+- another session under the same id (purged, then created or imported again): the kept
+  replay's last event, read from the table in the same statement as what follows it (or
+  with the count), must be at its kept position, unique in the store and never reused (a
+  new session has no event there, or one at another position).
 Those checks are against the database, so every replica keeps its own and none is told of
 another's removals. A replica drops its copy at once when it removes a session's events or
 purges it (RemoveEvents, DeleteSession with purge); otherwise (other replicas, bulk deletes,
-the reaper) at its next replay of the session, or when the copy is the least recently used
+the reaper) at its next use of the copy, or when the copy is the least recently used
 past the memory bound (`--replay-cache`). Removed content is never sent from here."""
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import bisect
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
+from typing import NamedTuple
 
-from agentstore.domain.events import Event
-from agentstore.domain.sessions import Session
+from agentstore.domain.events import Event, KeptReplayCheck
 
-__all__ = ["EncodeEvents", "KeptReplay", "ReplayCache", "matches"]
+__all__ = ["EncodeEvents", "EncodedEvent", "KeptReplay", "ReplayCache", "ReplayMark"]
 
 # How events become bytes: the API's encoding of each event (injected, so that this layer does
 # not depend on the API's).
@@ -40,6 +43,35 @@ EVENT_OVERHEAD_BYTES = 100
 # One session may take at most this share of the memory, so that one huge history does not
 # push out every other.
 SESSION_SHARE = 4
+
+
+class EncodedEvent(NamedTuple):
+    """One event as an element of a response's `events` (api/event_encoding.py), and its seq."""
+
+    seq: int
+    entry: bytes
+
+
+class ReplayMark(NamedTuple):
+    """Where a kept replay stood when a request looked at it: its last seq, that event's
+    position and the removed_count it was read with. Taken before awaiting the database, as
+    another replay may extend the kept one meanwhile."""
+
+    through: int
+    last_position: int
+    removed_count: int
+
+    def holds(self, check: KeptReplayCheck) -> bool:
+        """Whether the kept replay, up to `through`, is still the history of the session
+        `check` read: no event taken back since, and the same event at `through`."""
+        return (check.removed_count, check.position) == (self.removed_count, self.last_position)
+
+    def matches(self, first: Event | None) -> bool:
+        """Whether `first`, the table's first event from `through` on, is the kept last event:
+        the same seq at the same position."""
+        return (
+            first is not None and first.seq == self.through and first.position == self.last_position
+        )
 
 
 class KeptReplay:
@@ -60,14 +92,50 @@ class KeptReplay:
         """The seq up to which every event of the session is kept (0: none)."""
         return self.seqs[-1] if self.seqs else 0
 
-    def entries_after(self, seq: int, types: Collection[str]) -> list[bytes]:
-        """The kept entries of events after `seq`, of the given types (empty: all)."""
+    def mark(self) -> ReplayMark:
+        return ReplayMark(self.through, self.last_position, self.removed_count)
+
+    def select(
+        self,
+        through: int,
+        after: int,
+        before: int,
+        types: Collection[str],
+        *,
+        descending: bool,
+        count: int,
+    ) -> list[EncodedEvent]:
+        """Up to `count` kept events with `after` < seq < `before` and seq <= `through`, of the
+        given types (empty: all), oldest first or newest first."""
+        start = bisect.bisect_right(self.seqs, after)
+        stop = bisect.bisect_left(self.seqs, min(before, through + 1))
+        if not types:  # the common page, made in C
+            if descending:
+                start = max(start, stop - count)
+                return list(
+                    map(EncodedEvent, self.seqs[start:stop][::-1], self.entries[start:stop][::-1])
+                )
+            stop = min(stop, start + count)
+            return list(map(EncodedEvent, self.seqs[start:stop], self.entries[start:stop]))
+        indexes = range(stop - 1, start - 1, -1) if descending else range(start, stop)
+        selected: list[EncodedEvent] = []
+        for index in indexes:
+            if not types or self.types[index] in types:
+                selected.append(EncodedEvent(self.seqs[index], self.entries[index]))
+                if len(selected) == count:
+                    break
+        return selected
+
+    def entries_after(self, seq: int, through: int, types: Collection[str]) -> list[bytes]:
+        """The kept entries of events after `seq` up to `through`, of the given types (empty:
+        all)."""
         start = bisect.bisect_right(self.seqs, seq)
+        stop = bisect.bisect_right(self.seqs, through)
         if not types:
-            return self.entries[start:]
+            return self.entries[start:stop]
         return [
             entry
-            for entry, kind in zip(self.entries[start:], self.types[start:], strict=True)
+            for entry, kind in zip(self.entries[start:stop], self.types[start:stop], strict=True)
             if kind in types
         ]
 
@@ -83,32 +151,43 @@ class ReplayCache:
         self._bytes = 0
 
     @property
+    def keeps(self) -> bool:
+        """Whether anything is kept at all (`--replay-cache` is not 0)."""
+        return self._max_bytes > 0
+
+    @property
     def size(self) -> int:
         """The bytes kept, as counted against the bound."""
         return self._bytes
 
-    def kept(self, session: Session) -> KeptReplay | None:
+    def kept(self, session_id: str, removed_count: int | None = None) -> KeptReplay | None:
         """The kept replay of this session, unless events were taken back since it was read
-        (then it is dropped). Its last event must still be checked against the table
-        (`matches`)."""
-        kept = self._kept.get(session.id)
+        (then it is dropped), as far as `removed_count`, the session's, tells; without it, the
+        caller checks that (`ReplayMark.holds`). Its last event must still be checked against
+        the table (`ReplayMark`)."""
+        kept = self._kept.get(session_id)
         if kept is None:
             return None
-        if kept.removed_count != session.removed_count:
-            self.forget(session.id)
+        if removed_count is not None and kept.removed_count != removed_count:
+            self.forget(session_id)
             return None
-        self._kept.move_to_end(session.id)
+        self._kept.move_to_end(session_id)
         return kept
 
-    def start(self, session: Session) -> KeptReplay | None:
+    def start(self, session_id: str, removed_count: int) -> KeptReplay | None:
         """A new, empty replay of the session to record into, replacing any other; None when
-        nothing is kept."""
+        nothing is kept. `removed_count` is the session's, read before what will be
+        recorded."""
         if not self._max_bytes:
             return None
-        self.forget(session.id)
-        kept = KeptReplay(session.id, session.removed_count)
-        self._kept[session.id] = kept
+        self.forget(session_id)
+        kept = KeptReplay(session_id, removed_count)
+        self._kept[session_id] = kept
         return kept
+
+    def encode(self, events: Sequence[Event]) -> list[bytes]:
+        """The events' entries, not kept."""
+        return self._encode(events)
 
     def record(
         self, kept: KeptReplay | None, after_seq: int, events: Sequence[Event]
@@ -140,14 +219,10 @@ class ReplayCache:
             self._bytes -= evicted.size
         return entries
 
-    def forget(self, session_id: str) -> None:
-        """Drops the session's kept replay, if any."""
-        kept = self._kept.pop(session_id, None)
-        if kept is not None:
+    def forget(self, session_id: str, only: KeptReplay | None = None) -> None:
+        """Drops the session's kept replay, if any (and if `only` is given, only if it is that
+        one, not one started since)."""
+        kept = self._kept.get(session_id)
+        if kept is not None and (only is None or kept is only):
+            del self._kept[session_id]
             self._bytes -= kept.size
-
-
-def matches(kept: KeptReplay, first: Event | None) -> bool:
-    """Whether `first`, the table's first event from the kept replay's last seq on, is the
-    kept last event: the same seq at the same position."""
-    return first is not None and first.seq == kept.through and first.position == kept.last_position

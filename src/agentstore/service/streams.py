@@ -27,7 +27,7 @@ from agentstore.live.hub import Hub, Subscription
 from agentstore.metrics import METRICS
 from agentstore.service.key_limits import KeyLimiter
 from agentstore.service.paging import MAX_INT64
-from agentstore.service.replays import ReplayCache, matches
+from agentstore.service.replays import ReplayCache
 from agentstore.service.requests import StreamFields
 from agentstore.service.validation import validate
 from agentstore.store.events import EventRepository
@@ -195,14 +195,17 @@ class StreamService:
         replays, position = self._replays, after
         # The table's page after the kept part, when checking that part read it already.
         read_already: list[Event] | None = None
-        kept = replays.kept(session)
+        kept = replays.kept(session.id, session.removed_count)
         if kept is not None and after > kept.through:
             kept = None  # the kept part is all before this replay: neither used nor extended
         elif kept is not None and kept.through:
-            through = kept.through
+            # Taken before reading: another replay may extend the kept one meanwhile.
+            mark = kept.mark()
+            through = mark.through
             page = await self._events.read_after(scope, session.id, through - 1, REPLAY_PAGE)
-            if matches(kept, page[0] if page else None):
-                sent = kept.entries_after(after, types)
+            if mark.matches(page[0] if page else None):
+                # Up to the mark: what another replay added since is in `page` too.
+                sent = kept.entries_after(after, through, types)
                 METRICS.count("agentstore_replay_events_from_memory_total", amount=len(sent))
                 for start in range(0, len(sent), REPLAY_PAGE):
                     yield through, StreamMessage(entries=sent[start : start + REPLAY_PAGE])
@@ -211,7 +214,7 @@ class StreamService:
                 replays.forget(session.id)
                 kept = None
         if kept is None and after == 0:
-            kept = replays.start(session)
+            kept = replays.start(session.id, session.removed_count)
         while True:
             if read_already is None:
                 events = await self._events.read_after(scope, session.id, position, REPLAY_PAGE)

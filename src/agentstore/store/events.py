@@ -26,6 +26,7 @@ from agentstore.domain.events import (
     EventFilter,
     FeedPosition,
     FeedScope,
+    KeptReplayCheck,
     NewEvent,
     Removal,
     RemovalOutcome,
@@ -61,6 +62,7 @@ LIST_EVENTS_DESCENDING = query(
 )
 READ_AFTER = query("events", "read_after", event_read_columns=EVENT_READ_COLUMNS)
 READ_FEED = query("events", "read_feed", event_read_columns=EVENT_READ_COLUMNS)
+SELECT_KEPT_REPLAY_CHECK = query("events", "select_kept_replay_check")
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")
@@ -301,6 +303,16 @@ class EventRepository:
                 " `UPDATE events SET tx_id = '3'` (docs/operations.md, 'Moving the database')"
                 " and start again"
             )
+
+    async def kept_replay_check(self, scope: Scope, session_id: str, seq: int) -> KeptReplayCheck:
+        """What the session is now, against a replay kept through `seq`. Raises `NotFound`
+        unless the session is live and in scope."""
+        params = {"apps": scope.app_names, "id": session_id, "seq": seq}
+        async with self._database.connection() as connection:
+            rows = await fetch_tuples(connection, SELECT_KEPT_REPLAY_CHECK, params)
+        if not rows:
+            raise session_not_found(session_id)
+        return KeptReplayCheck(*rows[0])
 
     async def session_stats(self, scope: Scope, session_id: str) -> SessionStats:
         params = {"apps": scope.app_names, "id": session_id}

@@ -328,6 +328,17 @@ WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
 ORDER BY events.tx_id, events.position
 LIMIT %(limit)s;
 
+-- name: select_kept_replay_check
+-- Whether a replay this replica kept (service/replays.py) is still the session's, for a
+-- ListEvents page served from it, in one snapshot: the session's removed_count and last_seq,
+-- and the position of its event at the kept replay's last seq (NULL when there is none).
+-- No row unless the session is live and in scope.
+SELECT sessions.removed_count, sessions.last_seq,
+       (SELECT events.position FROM events
+        WHERE events.session_id = sessions.id AND events.seq = %(seq)s) AS position
+FROM sessions
+WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
+
 -- name: select_foreign_tx_id
 -- An event whose tx_id this cluster has not reached yet was made in another cluster: a
 -- logical dump restored here, or logical replication. Feeds and search paging compare tx_id
