@@ -364,3 +364,16 @@ async def test_reads_at_once_of_a_session_that_grew_send_each_event_once(
         replays = [replay(stub, session_id) for _ in range(3)]
         paged = [all_events(stub, session_id) for _ in range(3)]
         assert await asyncio.gather(*replays, *paged) == [expected] * 6
+
+
+async def test_only_a_read_from_the_first_event_starts_a_kept_replay(
+    stub: SessionServiceStub, table: SessionServiceStub, app_name: str
+) -> None:
+    session_id = await new_session(stub, app_name)
+    await same_pages(stub, table, session_id, 5)  # nothing yet, from the start
+    await add(stub, session_id, [f"event {n}" for n in range(12)])
+    await same_pages(stub, table, session_id, 5, after_seq=6)
+    await replay(stub, session_id, after_seq=3)
+    for filters in PAGE_FILTERS:
+        await same_pages(stub, table, session_id, 5, **filters)
+    assert await replay(stub, session_id) == await all_events(table, session_id)

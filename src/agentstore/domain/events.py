@@ -215,14 +215,13 @@ class Removal(_Input):
 
 
 @dataclass(frozen=True, slots=True)
-class KeptReplayCheck:
-    """What decides whether a kept replay of a session is still its history (see
-    service/replays.py): the session's removed_count and last_seq, and the position of its
-    event at the kept replay's last seq (None when it has none), read together."""
+class HistoryRead:
+    """A session's events after a seq, with its removed_count and last_seq, as read in one
+    snapshot."""
 
+    events: list[Event]
     removed_count: int
     last_seq: int
-    position: int | None
 
 
 @dataclass(frozen=True, slots=True)

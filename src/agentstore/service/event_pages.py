@@ -1,10 +1,12 @@
 """ListEvents pages, from this replica's kept replay of a session when it holds them.
 
 A kept replay (service/replays.py) is a session's events from its first on, encoded. A page
-whose filters bound only seqs and types is cut from it, after one statement checks that it is
-still the session's history (`ReplayMark.holds`); a page of the whole history, oldest first,
-that goes on past it reads the rest from the table and records it, as a replay does; the first
-page of a session's whole history starts a kept replay. Any other page reads the table."""
+whose filters bound only seqs and types is cut from it once one statement (`read_history`)
+has read, in one snapshot, the session's removed_count and last_seq and its events from the
+kept last one on, which check that the kept replay is still the session's history
+(`ReplayMark.holds`); a page of the whole history, oldest first, takes from that same read
+the events past the kept part, recorded with it, as a replay does. The first page of a whole
+history starts a kept replay with the same statement. Any other page reads the table."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from agentstore.domain.callers import Scope
 from agentstore.domain.events import Event, EventFilter
 from agentstore.metrics import METRICS
 from agentstore.service.paging import MAX_INT64
-from agentstore.service.replays import EncodedEvent, KeptReplay, ReplayCache, ReplayMark
+from agentstore.service.replays import EncodedEvent, KeptReplay, ReplayCache
 from agentstore.store.events import EventRepository
 
 __all__ = ["EventPages"]
@@ -78,65 +80,48 @@ class EventPages:
         """`count` events matching `wanted` beyond the page token's `cursor` (a seq) in the
         page's order. Raises `NotFound` unless the session is live and in scope."""
         read = _PageRead(wanted, cursor, count)
-        events = await self._from_kept(scope, read)
-        if events is None:
-            events = await self._from_table(scope, read)
-        return events
+        kept = self._replays.kept(wanted.session_id) if read.seqs_and_types_only else None
+        if kept is not None and kept.through:
+            page = await self._with_kept(scope, read, kept)
+            if page is not None:
+                return page
+        if read.whole_history:
+            history = await self._repository.read_history(
+                scope, wanted.session_id, read.after, count
+            )
+            # The first page of a whole history starts a kept replay, with the count read.
+            started = None
+            if read.after == 0:
+                started = self._replays.start(wanted.session_id, history.removed_count)
+            return self._encoded(history.events, started, 0)
+        events = await self._repository.list_events(scope, wanted, after=cursor, limit=count)
+        return self._encoded(events)
 
-    async def _from_kept(self, scope: Scope, read: _PageRead) -> list[EncodedEvent] | None:
-        """The page from this replica's kept replay of the session (service/replays.py),
-        checked, and the table after it when the page goes on past it; None when that cannot
-        give it."""
-        session_id = read.wanted.session_id
-        kept = self._replays.kept(session_id) if read.seqs_and_types_only else None
-        if kept is None or not kept.through:
-            return None
-        mark = kept.mark()
-        check = await self._repository.kept_replay_check(scope, session_id, mark.through)
-        if not mark.holds(check):
-            self._replays.forget(session_id, only=kept)
-            return None
-        wanted = read.wanted
+    async def _with_kept(
+        self, scope: Scope, read: _PageRead, kept: KeptReplay
+    ) -> list[EncodedEvent] | None:
+        """The page from the kept replay, checked, with the table's events after it when a
+        page of the whole history goes on past it (recorded with it); None when it cannot
+        give the page."""
+        wanted, mark = read.wanted, kept.mark()
         selected = kept.select(
             mark.through, read.after, read.before, set(wanted.types),
             descending=wanted.descending, count=read.count,
         )  # fmt: skip
-        whole = check.last_seq == mark.through or read.before <= mark.through + 1
-        if whole or (not wanted.descending and len(selected) == read.count):
-            _count_from_memory(selected, read)
-            return selected
-        if not read.whole_history or read.after > mark.through:
+        extends = read.whole_history and read.after <= mark.through
+        missing = read.count - len(selected) if extends else 0
+        # The kept last event, to check, and what may follow it, with the count: one snapshot.
+        history = await self._repository.read_history(
+            scope, wanted.session_id, mark.through - 1, missing + 1
+        )
+        if not mark.holds(history.removed_count, history.events[0] if history.events else None):
+            self._replays.forget(wanted.session_id, only=kept)
             return None
-        # Oldest first, past the kept part: the rest from the table, recorded after it.
-        rest = await self._extend(scope, kept, mark, read.count - len(selected))
+        whole = history.last_seq == mark.through or read.before <= mark.through + 1
+        if not (whole or (not wanted.descending and len(selected) == read.count) or extends):
+            return None
         _count_from_memory(selected, read)
-        return selected + rest
-
-    async def _extend(
-        self, scope: Scope, kept: KeptReplay, mark: ReplayMark, count: int
-    ) -> list[EncodedEvent]:
-        """Up to `count` events after the kept part, recorded with it: read from its last
-        event on, which must still be the kept one (as a replay checks it)."""
-        events = await self._repository.list_events(
-            scope, EventFilter(session_id=kept.session_id), after=mark.through - 1, limit=count + 1
-        )
-        if mark.matches(events[0] if events else None):
-            return self._encoded(events[1:], kept, mark.through)
-        self._replays.forget(kept.session_id, only=kept)
-        return self._encoded([event for event in events if event.seq > mark.through][:count])
-
-    async def _from_table(self, scope: Scope, read: _PageRead) -> list[EncodedEvent]:
-        """The page from the table; the first page of a session's whole history starts a kept
-        replay of it."""
-        kept = None
-        if read.whole_history and read.after == 0 and self._replays.keeps:
-            # The count first: a removal while the page is read then drops what it records.
-            check = await self._repository.kept_replay_check(scope, read.wanted.session_id, 0)
-            kept = self._replays.start(read.wanted.session_id, check.removed_count)
-        events = await self._repository.list_events(
-            scope, read.wanted, after=read.cursor, limit=read.count
-        )
-        return self._encoded(events, kept, 0)
+        return selected + self._encoded(history.events[1:], kept, mark.through)
 
     def _encoded(
         self, events: list[Event], kept: KeptReplay | None = None, after: int = 0

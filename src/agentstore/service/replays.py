@@ -11,12 +11,13 @@ whose filters only bound seqs and types is cut from a kept replay (service/event
 What was appended stays as it was: an event's encoding (its fields, seq, position and time)
 never changes. Only two things make kept bytes wrong, and both are checked before any is sent:
 - events taken back (RemoveEvents): the session's `removed_count` only grows, and the kept
-  replay holds the count read before anything it records; any other count drops it (a
-  removal while it was read leaves it an older count too).
+  replay holds the count read with or before the first events it recorded; any other count
+  drops it (a removal while it was read leaves it an older count too).
 - another session under the same id (purged, then created or imported again): the kept
-  replay's last event, read from the table in the same statement as what follows it (or
-  with the count), must be at its kept position, unique in the store and never reused (a
-  new session has no event there, or one at another position).
+  replay's last event, read from the table in the same statement as what follows it, must
+  be at its kept position, unique in the store and never reused (a new session has no event
+  there, or one at another position).
+Both are `ReplayMark.holds`.
 Those checks are against the database, so every replica keeps its own and none is told of
 another's removals. A replica drops its copy at once when it removes a session's events or
 purges it (RemoveEvents, DeleteSession with purge); otherwise (other replicas, bulk deletes,
@@ -31,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
-from agentstore.domain.events import Event, KeptReplayCheck
+from agentstore.domain.events import Event
 
 __all__ = ["EncodeEvents", "EncodedEvent", "KeptReplay", "ReplayCache", "ReplayMark"]
 
@@ -61,16 +62,16 @@ class ReplayMark(NamedTuple):
     last_position: int
     removed_count: int
 
-    def holds(self, check: KeptReplayCheck) -> bool:
-        """Whether the kept replay, up to `through`, is still the history of the session
-        `check` read: no event taken back since, and the same event at `through`."""
-        return (check.removed_count, check.position) == (self.removed_count, self.last_position)
-
-    def matches(self, first: Event | None) -> bool:
-        """Whether `first`, the table's first event from `through` on, is the kept last event:
-        the same seq at the same position."""
+    def holds(self, removed_count: int, first: Event | None) -> bool:
+        """Whether the kept replay, up to `through`, is still the history of the session:
+        `removed_count` is the session's (no event taken back since), and `first`, the
+        table's first event from `through` on, is the kept last event (the same seq at the
+        same position)."""
         return (
-            first is not None and first.seq == self.through and first.position == self.last_position
+            removed_count == self.removed_count
+            and first is not None
+            and first.seq == self.through
+            and first.position == self.last_position
         )
 
 
@@ -160,18 +161,12 @@ class ReplayCache:
         """The bytes kept, as counted against the bound."""
         return self._bytes
 
-    def kept(self, session_id: str, removed_count: int | None = None) -> KeptReplay | None:
-        """The kept replay of this session, unless events were taken back since it was read
-        (then it is dropped), as far as `removed_count`, the session's, tells; without it, the
-        caller checks that (`ReplayMark.holds`). Its last event must still be checked against
-        the table (`ReplayMark`)."""
+    def kept(self, session_id: str) -> KeptReplay | None:
+        """The kept replay of this session, if any; before anything of it is sent, it must be
+        checked against the database (`ReplayMark.holds`)."""
         kept = self._kept.get(session_id)
-        if kept is None:
-            return None
-        if removed_count is not None and kept.removed_count != removed_count:
-            self.forget(session_id)
-            return None
-        self._kept.move_to_end(session_id)
+        if kept is not None:
+            self._kept.move_to_end(session_id)
         return kept
 
     def start(self, session_id: str, removed_count: int) -> KeptReplay | None:

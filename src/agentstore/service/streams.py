@@ -195,7 +195,7 @@ class StreamService:
         replays, position = self._replays, after
         # The table's page after the kept part, when checking that part read it already.
         read_already: list[Event] | None = None
-        kept = replays.kept(session.id, session.removed_count)
+        kept = replays.kept(session.id)
         if kept is not None and after > kept.through:
             kept = None  # the kept part is all before this replay: neither used nor extended
         elif kept is not None and kept.through:
@@ -203,7 +203,7 @@ class StreamService:
             mark = kept.mark()
             through = mark.through
             page = await self._events.read_after(scope, session.id, through - 1, REPLAY_PAGE)
-            if mark.matches(page[0] if page else None):
+            if mark.holds(session.removed_count, page[0] if page else None):
                 # Up to the mark: what another replay added since is in `page` too.
                 sent = kept.entries_after(after, through, types)
                 METRICS.count("agentstore_replay_events_from_memory_total", amount=len(sent))

@@ -26,7 +26,7 @@ from agentstore.domain.events import (
     EventFilter,
     FeedPosition,
     FeedScope,
-    KeptReplayCheck,
+    HistoryRead,
     NewEvent,
     Removal,
     RemovalOutcome,
@@ -62,7 +62,7 @@ LIST_EVENTS_DESCENDING = query(
 )
 READ_AFTER = query("events", "read_after", event_read_columns=EVENT_READ_COLUMNS)
 READ_FEED = query("events", "read_feed", event_read_columns=EVENT_READ_COLUMNS)
-SELECT_KEPT_REPLAY_CHECK = query("events", "select_kept_replay_check")
+READ_HISTORY = query("events", "read_history", event_read_columns=EVENT_READ_COLUMNS)
 SELECT_FOREIGN_TX_ID = query("events", "select_foreign_tx_id")
 SELECT_SESSION_STATS = query("events", "select_session_stats")
 LOCK_SESSION_FOR_REMOVAL = query("events", "lock_session_for_removal")
@@ -304,15 +304,21 @@ class EventRepository:
                 " and start again"
             )
 
-    async def kept_replay_check(self, scope: Scope, session_id: str, seq: int) -> KeptReplayCheck:
-        """What the session is now, against a replay kept through `seq`. Raises `NotFound`
-        unless the session is live and in scope."""
-        params = {"apps": scope.app_names, "id": session_id, "seq": seq}
+    async def read_history(
+        self, scope: Scope, session_id: str, after_seq: int, limit: int
+    ) -> HistoryRead:
+        """Up to `limit` events of a session after `after_seq`, in order, with its
+        removed_count and last_seq, in one snapshot. Raises `NotFound` unless the session is
+        live and in scope."""
+        params = {"apps": scope.app_names, "id": session_id, "after_seq": after_seq, "limit": limit}
         async with self._database.connection() as connection:
-            rows = await fetch_tuples(connection, SELECT_KEPT_REPLAY_CHECK, params)
+            rows = await _fetch(connection, READ_HISTORY, params, tuple)
         if not rows:
             raise session_not_found(session_id)
-        return KeptReplayCheck(*rows[0])
+        removed_count, last_seq = rows[0][EVENT_COLUMNS:]
+        # Without an event after `after_seq`, the one row has none (its seq is null).
+        events = [_event_of_columns(row[:EVENT_COLUMNS]) for row in rows if row[1] is not None]
+        return HistoryRead(events, removed_count, last_seq)
 
     async def session_stats(self, scope: Scope, session_id: str) -> SessionStats:
         params = {"apps": scope.app_names, "id": session_id}

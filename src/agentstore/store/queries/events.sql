@@ -328,16 +328,22 @@ WHERE app_name = %(app_name)s AND in_scope(app_name, %(apps)s)
 ORDER BY events.tx_id, events.position
 LIMIT %(limit)s;
 
--- name: select_kept_replay_check
--- Whether a replay this replica kept (service/replays.py) is still the session's, for a
--- ListEvents page served from it, in one snapshot: the session's removed_count and last_seq,
--- and the position of its event at the kept replay's last seq (NULL when there is none).
--- No row unless the session is live and in scope.
-SELECT sessions.removed_count, sessions.last_seq,
-       (SELECT events.position FROM events
-        WHERE events.session_id = sessions.id AND events.seq = %(seq)s) AS position
+-- name: read_history
+-- A session's events after a seq, in order, with its removed_count and last_seq, in one
+-- snapshot: ListEvents pages of a whole history, and the check of a replay this replica
+-- kept (service/replays.py) with what follows it. No row unless the session is live and in
+-- scope; one row without an event when it has none after that seq.
+SELECT {event_read_columns}, sessions.removed_count, sessions.last_seq
 FROM sessions
-WHERE id = %(id)s AND session_is_live(delete_time, expire_time) AND in_scope(app_name, %(apps)s);
+LEFT JOIN LATERAL (
+    SELECT * FROM events
+    WHERE events.session_id = sessions.id AND events.seq > %(after_seq)s
+    ORDER BY events.seq
+    LIMIT %(limit)s
+) AS events ON true
+WHERE sessions.id = %(id)s AND session_is_live(sessions.delete_time, sessions.expire_time)
+  AND in_scope(sessions.app_name, %(apps)s)
+ORDER BY events.seq;
 
 -- name: select_foreign_tx_id
 -- An event whose tx_id this cluster has not reached yet was made in another cluster: a
