@@ -295,6 +295,23 @@ async def test_a_scoped_key_naming_no_app_sees_only_its_apps(world: World) -> No
     assert stats.total_sessions < everything.total_sessions
 
 
+async def test_a_session_kept_in_memory_is_still_not_found_for_another_apps_key(
+    world: World,
+) -> None:
+    """A replay and pages by a key that may read the session keep it in the replica's memory;
+    a key of another app still finds nothing there, whichever way it reads."""
+    in_a = await new_session(world, world.app_a)
+    key_a, key_b = world.keys["reader of A"], world.keys["writer of B"]
+    stream = world.stub.StreamEvents(pb.StreamEventsRequest(session_id=in_a), metadata=key_a)
+    assert await stream_code(stream) == OK
+    for filters in ({}, {"descending": True}, {"types": ["message"]}, {"after_seq": 1}):
+        pages = pb.ListEventsRequest(session_id=in_a, **filters)
+        assert await code_of(world.stub.ListEvents(pages, metadata=key_a)) == OK
+        assert await code_of(world.stub.ListEvents(pages, metadata=key_b)) == NOT_FOUND
+    stream = world.stub.StreamEvents(pb.StreamEventsRequest(session_id=in_a), metadata=key_b)
+    assert await stream_code(stream) == NOT_FOUND
+
+
 async def test_a_follower_of_app_a_sees_nothing_of_app_b(world: World) -> None:
     key_a, key_b = world.keys["writer of A"], world.keys["writer of B"]
     in_a = await new_session(world, world.app_a)
