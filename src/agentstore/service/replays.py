@@ -121,7 +121,7 @@ class KeptReplay:
         indexes = range(stop - 1, start - 1, -1) if descending else range(start, stop)
         selected: list[EncodedEvent] = []
         for index in indexes:
-            if not types or self.types[index] in types:
+            if self.types[index] in types:
                 selected.append(EncodedEvent(self.seqs[index], self.entries[index]))
                 if len(selected) == count:
                     break
@@ -171,7 +171,7 @@ class ReplayCache:
 
     def start(self, session_id: str, removed_count: int) -> KeptReplay | None:
         """A new, empty replay of the session to record into, replacing any other; None when
-        nothing is kept. `removed_count` is the session's, read before what will be
+        nothing is kept. `removed_count` is the session's, read with or before what will be
         recorded."""
         if not self._max_bytes:
             return None

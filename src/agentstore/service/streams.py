@@ -211,7 +211,7 @@ class StreamService:
                     yield through, StreamMessage(entries=sent[start : start + REPLAY_PAGE])
                 position, read_already, full = through, page[1:], len(page) == REPLAY_PAGE
             else:
-                replays.forget(session.id)
+                replays.forget(session.id, only=kept)
                 kept = None
         if kept is None and after == 0:
             kept = replays.start(session.id, session.removed_count)
