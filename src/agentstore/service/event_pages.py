@@ -127,11 +127,8 @@ class EventPages:
         self, events: list[Event], kept: KeptReplay | None = None, after: int = 0
     ) -> list[EncodedEvent]:
         """The events' entries; recorded with `kept` when they follow on from `after`, its
-        last seq."""
-        if kept is None:
-            entries = self._replays.encode(events)
-        else:
-            entries = self._replays.record(kept, after, events)
+        last seq (ReplayCache.record)."""
+        entries = self._replays.record(kept, after, events)
         return [EncodedEvent(e.seq, entry) for e, entry in zip(events, entries, strict=True)]
 
 

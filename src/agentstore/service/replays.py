@@ -152,11 +152,6 @@ class ReplayCache:
         self._bytes = 0
 
     @property
-    def keeps(self) -> bool:
-        """Whether anything is kept at all (`--replay-cache` is not 0)."""
-        return self._max_bytes > 0
-
-    @property
     def size(self) -> int:
         """The bytes kept, as counted against the bound."""
         return self._bytes
@@ -179,10 +174,6 @@ class ReplayCache:
         kept = KeptReplay(session_id, removed_count)
         self._kept[session_id] = kept
         return kept
-
-    def encode(self, events: Sequence[Event]) -> list[bytes]:
-        """The events' entries, not kept."""
-        return self._encode(events)
 
     def record(
         self, kept: KeptReplay | None, after_seq: int, events: Sequence[Event]
